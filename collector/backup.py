@@ -1,0 +1,300 @@
+"""Backup and rejected CSV files: where values go when the database cannot take them.
+
+A :class:`CsvSpool` appends batches of rows to ``<prefix>_YYYYMMDD_HHMMSS.csv`` (UTC) in its
+directory. Each append is written, flushed and fsynced before it returns, so a row counts as backed
+up only once it is on disk; a failed append is cut back off the file, so a crash or a full disk
+never leaves half a batch that looks whole. If the directory cannot be written (disk full,
+permission denied) the spool says so and tries the fallback directory; if that fails too the append
+raises :class:`SpoolError` and the caller counts the rows as lost.
+
+The file being appended to is held under an exclusive ``flock``, so a replay running beside the
+service can tell a file still in use from a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import fcntl
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from collector.logs import log_event
+from collector.model import InvalidValue, TagValue, format_timestamp
+
+log = logging.getLogger("collector.backup")
+
+BACKUP_PREFIX = "backup"
+REJECTED_PREFIX = "rejected"
+BACKUP_HEADER = ("tag_name", "tag_value", "timestamp", "quality", "insertion_attempt_time")
+REJECTED_HEADER = (*BACKUP_HEADER, "error_code", "reason")
+
+PRIMARY_RETRY_AFTER_S = 30.0
+"""After the primary directory failed, the fallback is used for this long before trying it again."""
+
+
+class SpoolError(OSError):
+    """No directory could take the rows; they are lost and the caller must count them."""
+
+
+def format_value(value: object) -> str:
+    """The CSV spelling of a tag value: empty for none, 1/0 for booleans, the exact repr of a float."""
+    if value is None:
+        return ""
+    if value is True:
+        return "1"
+    if value is False:
+        return "0"
+    if type(value) is float:
+        return repr(value)
+    return str(value)
+
+
+def backup_rows(batch: Iterable[TagValue], attempt_time: datetime) -> list[tuple[str, ...]]:
+    attempt = format_timestamp(attempt_time)
+    return [
+        (value.tag_name, format_value(value.value), format_timestamp(value.timestamp), value.quality, attempt)
+        for value in batch
+    ]
+
+
+def rejected_rows(
+    items: Iterable[tuple[TagValue, str, str]], attempt_time: datetime
+) -> list[tuple[str, ...]]:
+    """Rows for the rejected CSV from (value, error_code, reason) triples."""
+    attempt = format_timestamp(attempt_time)
+    return [
+        (
+            value.tag_name,
+            format_value(value.value),
+            format_timestamp(value.timestamp),
+            value.quality,
+            attempt,
+            code,
+            reason,
+        )
+        for value, code, reason in items
+    ]
+
+
+def invalid_rows(items: Iterable[InvalidValue], attempt_time: datetime) -> list[tuple[str, ...]]:
+    """Rows for the rejected CSV from readings that failed validation at intake; whatever was given
+    is written in a readable form, since it may not be a string or a datetime at all."""
+    attempt = format_timestamp(attempt_time)
+    rows: list[tuple[str, ...]] = []
+    for item in items:
+        stamp = item.timestamp
+        stamp_text = format_timestamp(stamp) if isinstance(stamp, datetime) else repr(stamp)
+        name = item.tag_name if isinstance(item.tag_name, str) else repr(item.tag_name)
+        value = item.value
+        value_text = (
+            format_value(value) if value is None or type(value) in (int, float, str, bool) else repr(value)
+        )
+        rows.append((name, value_text, stamp_text, str(item.quality), attempt, "INVALID", item.reason))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    files_created: int
+    rows: int
+    bytes: int
+    failures: int
+    """Appends that failed in a directory (each one logged), whether or not a fallback took them."""
+    current_file: str | None
+    directory: str
+    using_fallback: bool
+
+
+class CsvSpool:
+    """Appends batches of CSV rows to timestamped files, one open file at a time, thread-safe."""
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        prefix: str = BACKUP_PREFIX,
+        header: Sequence[str] = BACKUP_HEADER,
+        fallback_dir: Path | str | None = None,
+        max_file_bytes: int = 64 * 1024 * 1024,
+        idle_close_s: float = 30.0,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._dirs = [Path(directory)] + ([Path(fallback_dir)] if fallback_dir is not None else [])
+        self._prefix = prefix
+        self._header = tuple(header)
+        self._max_bytes = max_file_bytes
+        self._idle_close_s = idle_close_s
+        self._wall_clock = wall_clock
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        self._path: Path | None = None
+        self._dir_index = 0
+        self._primary_failed_at: float | None = None
+        self._last_write = 0.0
+        self._files_created = 0
+        self._rows = 0
+        self._bytes = 0
+        self._failures = 0
+
+    @property
+    def directories(self) -> list[Path]:
+        return list(self._dirs)
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def append(self, rows: Sequence[Sequence[str]]) -> Path:
+        """Write ``rows`` durably; return the file they are in. Raises :class:`SpoolError`."""
+        if not rows:
+            raise ValueError("nothing to append")
+        payload = _encode(rows)
+        with self._lock:
+            errors: list[str] = []
+            for index in self._directory_order():
+                try:
+                    path = self._append_locked(index, payload)
+                except OSError as exc:
+                    self._failures += 1
+                    self._close_locked()
+                    if index == 0:
+                        self._primary_failed_at = self._clock()
+                    reason = exc.strerror or str(exc)
+                    errors.append(f"{self._dirs[index]}: {reason}")
+                    log_event(
+                        log,
+                        logging.ERROR,
+                        "backup_write_failed",
+                        f"cannot write {self._prefix} file in {self._dirs[index]}",
+                        directory=str(self._dirs[index]),
+                        error=reason,
+                        errno=errno.errorcode.get(exc.errno or 0, exc.errno),
+                        rows=len(rows),
+                        fallback=(index + 1 < len(self._dirs)),
+                    )
+                    continue
+                self._rows += len(rows)
+                self._bytes += len(payload)
+                if index == 0:
+                    self._primary_failed_at = None
+                return path
+            raise SpoolError(errno.EIO, f"no directory could take {len(rows)} rows: " + "; ".join(errors))
+
+    def _directory_order(self) -> list[int]:
+        order = list(range(len(self._dirs)))
+        failed_at = self._primary_failed_at
+        if len(order) > 1 and failed_at is not None and self._clock() - failed_at < PRIMARY_RETRY_AFTER_S:
+            order = order[1:] + order[:1]
+        return order
+
+    def _append_locked(self, index: int, payload: str) -> Path:
+        if self._file is None or self._dir_index != index or self._file_full():
+            self._close_locked()
+            self._open_locked(index)
+        assert self._file is not None and self._path is not None
+        handle = self._file
+        start = handle.tell()
+        try:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            # Cut the partial batch back off so the file holds only whole, counted rows.
+            with contextlib.suppress(OSError):
+                handle.truncate(start)
+                handle.flush()
+            raise
+        self._last_write = self._clock()
+        return self._path
+
+    def _file_full(self) -> bool:
+        return self._file is not None and self._file.tell() >= self._max_bytes
+
+    def _open_locked(self, index: int) -> None:
+        directory = self._dirs[index]
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.fromtimestamp(self._wall_clock(), UTC).strftime("%Y%m%d_%H%M%S")
+        base = f"{self._prefix}_{stamp}"
+        for suffix in range(10_000):
+            path = directory / (f"{base}.csv" if suffix == 0 else f"{base}_{suffix}.csv")
+            try:
+                handle = open(path, "x", encoding="utf-8", newline="")  # noqa: SIM115 - kept open across appends
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise OSError(errno.EEXIST, f"too many {base} files in {directory}")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle.write(_encode([self._header]))
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            handle.close()
+            path.unlink(missing_ok=True)
+            raise
+        self._file, self._path, self._dir_index = handle, path, index
+        self._files_created += 1
+        log_event(
+            log,
+            logging.WARNING if self._prefix == BACKUP_PREFIX else logging.INFO,
+            f"{self._prefix}_file_created",
+            f"created {self._prefix} file {path}",
+            path=str(path),
+            fallback=index > 0,
+        )
+
+    def _close_locked(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.close()  # closing also releases the flock
+            self._path = None
+
+    def close_if_idle(self) -> bool:
+        """Close the open file if nothing was written for ``idle_close_s``; True if it closed."""
+        with self._lock:
+            if self._file is None or self._clock() - self._last_write < self._idle_close_s:
+                return False
+            self._close_locked()
+            return True
+
+    def rotate(self) -> None:
+        """Close the current file; the next append starts a new one."""
+        with self._lock:
+            self._close_locked()
+
+    def close(self) -> None:
+        self.rotate()
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            return SpoolStats(
+                files_created=self._files_created,
+                rows=self._rows,
+                bytes=self._bytes,
+                failures=self._failures,
+                current_file=str(self._path) if self._path else None,
+                directory=str(self._dirs[self._dir_index]),
+                using_fallback=self._dir_index > 0 and self._file is not None,
+            )
+
+
+def _encode(rows: Sequence[Sequence[str]]) -> str:
+    out = io.StringIO()
+    # The csv module quotes commas, quotes and newlines in tag names and text values; "\n" line ends
+    # keep the files the same on every platform.
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,106 @@
+"""The ``collector`` command: run the service, check its configuration, print DDL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from collector import __version__
+from collector.config import Config, ConfigError, load_config
+from collector.logs import configure_logging, log_event
+from collector.sinks import DIALECTS, SinkError, column_spec, schema_ddl
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+log = logging.getLogger("collector.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collector",
+        description="Buffer PLC tag values and write them to Oracle, PostgreSQL or SQLite in batches.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=os.environ.get("COLLECTOR_CONFIG"),
+            help="YAML configuration file (default: $COLLECTOR_CONFIG, else the built-in defaults)",
+        )
+        sub.add_argument(
+            "--env-file", type=Path, default=Path(".env"), help="dotenv file to read (default: .env)"
+        )
+
+    run = commands.add_parser("run", help="run the service until SIGTERM/SIGINT (or --duration)")
+    with_config(run)
+    run.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+
+    check = commands.add_parser(
+        "check-config", help="validate the configuration and print it, secrets masked"
+    )
+    with_config(check)
+
+    schema = commands.add_parser("schema", help="print the CREATE TABLE statement for a database")
+    with_config(schema)
+    schema.add_argument("--dialect", required=True, choices=sorted(DIALECTS))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, env_file=args.env_file)
+    except ConfigError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    handler = {"run": _run, "check-config": _check_config, "schema": _schema}[args.command]
+    return handler(config, args)
+
+
+def _check_config(config: Config, _args: argparse.Namespace) -> int:
+    print(yaml.safe_dump(config.masked(), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _schema(config: Config, args: argparse.Namespace) -> int:
+    try:
+        ddl = schema_ddl(args.dialect, config.sink.table, column_spec(config.sink.columns))
+    except ValueError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(ddl, end="")
+    return EXIT_OK
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    # Imported here so that check-config and schema start fast and need no database driver.
+    from collector.service import CollectorService, StartupError
+
+    configure_logging(config.logging.level, config.logging.format)
+    try:
+        service = CollectorService(config)
+    except (SinkError, OSError) as exc:
+        log_event(log, logging.CRITICAL, "startup_failed", "cannot open the sink", error=str(exc))
+        return EXIT_STARTUP
+    try:
+        service.run(args.duration)
+    except StartupError as exc:
+        log_event(log, logging.CRITICAL, "startup_failed", str(exc))
+        return EXIT_STARTUP
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""Configuration: one validated object built from defaults, a YAML file, ``.env`` and the environment.
+
+Precedence, lowest first: the defaults below, the YAML file, a ``.env`` file, the process
+environment. Section keys are overridden with ``COLLECTOR_<SECTION>__<KEY>`` (for example
+``COLLECTOR_WRITER__BATCH_SIZE=1000``; values are read as YAML scalars, so ``[1, 2, 4]`` is a list).
+The seed's ``ORACLE_HOST``, ``ORACLE_PORT``, ``ORACLE_SERVICE_NAME``, ``ORACLE_USER`` and
+``ORACLE_PASSWORD`` (and ``ORACLE_DSN``, ``ORACLE_PASSWORD_FILE``) set the Oracle sink, and select it
+when no sink type is configured. Every problem is reported at start with the key that has it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "COLLECTOR_"
+ENV_NESTING = "__"
+SECRET_MASK = "********"
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names every key at fault."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt key silently ignored is a setting silently lost.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Section):
+    """Where values come from: the built-in simulator, or a DataQueue the host application gives."""
+
+    type: Literal["simulator", "external"] = "simulator"
+    groups: Annotated[int, Field(ge=1, le=10_000)] = 10
+    tags_per_group: Annotated[int, Field(ge=1, le=100_000)] = 100
+    tags: Annotated[int | None, Field(ge=1, le=10_000_000)] = None
+    """Total tag count spread evenly over the groups; overrides tags_per_group (3491 for the spec's load)."""
+    interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    bad_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    seed: int = 1
+    ledger: Path | None = None
+    """If set, the simulator writes every value it generates to this CSV file."""
+    naive_timestamps: Literal["utc", "local"] = "utc"
+    """How intake reads a collection timestamp that carries no timezone."""
+
+
+class BufferConfig(_Section):
+    max_size: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    spill_ratio: Annotated[float | None, Field(gt=0, le=1)] = 0.9
+    """When the buffer is this full the oldest values are saved to the backup CSV instead of being
+    overwritten: the writers are stuck or too slow, and a backup row can be recovered while an
+    overflowed one cannot. ``null`` disables spilling, leaving FIFO overflow as the only relief."""
+    overflow_log_interval_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class WriterConfig(_Section):
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    flush_interval_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    backoff_s: list[Annotated[float, Field(ge=0, le=3600)]] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    probe_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    shutdown_timeout_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+
+    @model_validator(mode="after")
+    def _backoff_covers_retries(self) -> WriterConfig:
+        if self.max_retries > 0 and not self.backoff_s:
+            raise ValueError("backoff_s must list at least one delay when max_retries > 0")
+        return self
+
+
+class ColumnNames(_Section):
+    """Column names of the target table; the defaults follow FR-013."""
+
+    tag_name: str = "tag_name"
+    tag_value: str = "tag_value"
+    tag_value_text: str = "tag_value_text"
+    timestamp: str = "timestamp"
+    quality: str = "quality"
+
+    @field_validator("*")
+    @classmethod
+    def _is_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a plain SQL identifier")
+        return value
+
+
+class _SinkBase(_Section):
+    table: str = "TAG_DATA"
+    columns: ColumnNames = Field(default_factory=ColumnNames)
+
+    @field_validator("table")
+    @classmethod
+    def _table_is_identifier(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) > 2 or not all(_IDENTIFIER.match(part) for part in parts):
+            raise ValueError(f"{value!r} is not a plain table name (optionally schema.table)")
+        return value
+
+
+class SqliteSinkConfig(_SinkBase):
+    type: Literal["sqlite"] = "sqlite"
+    path: Path = Path("data/tags.db")
+    busy_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+
+
+class _NetworkSinkBase(_SinkBase):
+    dsn: str | None = None
+    host: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    call_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    pool_wait_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    def secret(self) -> str | None:
+        """The password from ``password`` or the first line of ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        return None
+
+
+class OracleSinkConfig(_NetworkSinkBase):
+    type: Literal["oracle"] = "oracle"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1521
+    service_name: str | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> OracleSinkConfig:
+        if not self.dsn and not (self.host and self.service_name):
+            raise ValueError("set dsn, or host and service_name (ORACLE_HOST, ORACLE_SERVICE_NAME)")
+        if not self.user:
+            raise ValueError("user is required (ORACLE_USER)")
+        if self.password is None and self.password_file is None:
+            raise ValueError("password or password_file is required (ORACLE_PASSWORD)")
+        return self
+
+    def connect_string(self) -> str:
+        if self.dsn:
+            return self.dsn
+        return f"{self.host}:{self.port}/{self.service_name}"
+
+
+class PostgresSinkConfig(_NetworkSinkBase):
+    type: Literal["postgresql"] = "postgresql"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    dbname: str | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> PostgresSinkConfig:
+        if not self.dsn and not self.host:
+            raise ValueError("set dsn, or host (and dbname, user)")
+        return self
+
+
+SinkConfig = Annotated[SqliteSinkConfig | OracleSinkConfig | PostgresSinkConfig, Field(discriminator="type")]
+
+
+class BackupConfig(_Section):
+    dir: Path = Path("backup")
+    fallback_dir: Path | None = None
+    max_file_bytes: Annotated[int, Field(ge=4096)] = 64 * 1024 * 1024
+    idle_close_s: Annotated[float, Field(gt=0)] = 30.0
+    """A backup file left unwritten this long is closed, so the next outage starts a new file and
+    a closed file can be replayed while the service runs."""
+
+
+class ApiConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Section):
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    writer: WriterConfig = Field(default_factory=WriterConfig)
+    sink: SinkConfig = Field(default_factory=SqliteSinkConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _tags_fill_groups(self) -> Config:
+        source = self.source
+        if source.tags is not None and source.tags < source.groups:
+            raise ValueError(f"source.tags ({source.tags}) is fewer than source.groups ({source.groups})")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_fit_pool(self) -> Config:
+        pool = getattr(self.sink, "pool_size", None)
+        if pool is not None and self.writer.workers > pool:
+            raise ValueError(
+                f"writer.workers ({self.writer.workers}) exceeds sink.pool_size ({pool}):"
+                " a worker would wait for a connection"
+            )
+        return self
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, every secret replaced by a mask."""
+        data = self.model_dump(mode="json")
+        sink = data["sink"]
+        if sink.get("password") is not None:
+            sink["password"] = SECRET_MASK
+        if sink.get("dsn"):
+            sink["dsn"] = mask_dsn(sink["dsn"])
+        return data
+
+
+# The seed's variable names, mapped to the Oracle sink's keys.
+ORACLE_ENV = {
+    "ORACLE_DSN": "dsn",
+    "ORACLE_HOST": "host",
+    "ORACLE_PORT": "port",
+    "ORACLE_SERVICE_NAME": "service_name",
+    "ORACLE_USER": "user",
+    "ORACLE_PASSWORD": "password",
+    "ORACLE_PASSWORD_FILE": "password_file",
+}
+
+
+def mask_dsn(dsn: str) -> str:
+    """Hide a password embedded in a URL-style DSN (``scheme://user:secret@host``) or a
+    ``password=...`` keyword."""
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", rf"\g<1>{SECRET_MASK}@", dsn)
+    return re.sub(r"(password\s*=\s*)\S+", rf"\g<1>{SECRET_MASK}", dsn, flags=re.IGNORECASE)
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | str | None = ".env",
+) -> Config:
+    """Build the configuration; raise :class:`ConfigError` naming every bad key."""
+    env = _environment(environ, env_file)
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    _apply_prefixed_env(data, env)
+    _apply_oracle_env(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+def _environment(environ: Mapping[str, str] | None, env_file: Path | str | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    return env
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded
+
+
+def _apply_prefixed_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+        if not all(path):
+            raise ConfigError(f"{name}: empty key in environment variable name")
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {part} is not a section")
+            node = child
+        node[path[-1]] = _env_scalar(raw)
+
+
+def _env_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+
+
+def _apply_oracle_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    given = {key: env[name] for name, key in ORACLE_ENV.items() if env.get(name)}
+    if not given:
+        return
+    sink = data.setdefault("sink", {})
+    if not isinstance(sink, dict):
+        return
+    sink.setdefault("type", "oracle")
+    if sink["type"] != "oracle":
+        return
+    for key, value in given.items():
+        sink.setdefault(key, value)
+
+
+def _describe(exc: ValidationError, path: Path | str | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where}:"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        # Drop the union tag pydantic inserts ("sink.oracle.host" -> "sink.host").
+        if len(loc) > 1 and loc[0] == "sink" and loc[1] in {"sqlite", "oracle", "postgresql"}:
+            loc.pop(1)
+        key = ".".join(loc) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        shown = error.get("input")
+        suffix = ""
+        plain = isinstance(shown, str | int | float) and "password" not in key
+        if plain and error["type"] not in {"extra_forbidden", "missing"}:
+            suffix = f" (got {shown!r})"
+        lines.append(f"  {key}: {message}{suffix}")
+    return "\n".join(lines)

@@ -1,0 +1,296 @@
+"""The service: builds every part from the validated configuration and runs their lifecycle.
+
+Start order: sink check, writer, intake, source. Stop order (one order, safe to call twice): stop
+the source, let intake hand over what is already queued, close the buffer and let the writers
+drain it within ``writer.shutdown_timeout_s`` (what is left goes to backup), close the sink and the
+CSV files, and log the pending count and where everything went.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Protocol
+
+from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.buffer import TagBuffer
+from collector.config import Config
+from collector.logs import RateLimiter, log_event
+from collector.retry import RetryPolicy
+from collector.sinks import Sink, SinkError, build_sink
+from collector.sources.intake import Intake, QueueSource
+from collector.sources.simulator import Simulator, split_tags
+from collector.stats import Snapshot
+from collector.writer import BatchWriter, NullListener, WriterListener
+
+log = logging.getLogger("collector.service")
+
+MONITOR_INTERVAL_S = 1.0
+UTILIZATION_WARNING = 0.8
+
+
+class StartupError(RuntimeError):
+    """The service cannot start: the database refuses the login or the schema is wrong."""
+
+
+class Component(Protocol):
+    """Something that runs beside the pipeline (the HTTP server, for example)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    pending_at_stop: int
+    snapshot: Snapshot
+
+
+class CollectorService:
+    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        data_queue: queue.Queue[object] | None = None,
+        sink: Sink | None = None,
+        listener: WriterListener | None = None,
+    ) -> None:
+        self.config = config
+        buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
+        spill_level = (
+            max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
+        )
+        self.buffer = TagBuffer(
+            buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
+        )
+        self.backup = CsvSpool(
+            backup_cfg.dir,
+            prefix=BACKUP_PREFIX,
+            fallback_dir=backup_cfg.fallback_dir,
+            max_file_bytes=backup_cfg.max_file_bytes,
+            idle_close_s=backup_cfg.idle_close_s,
+        )
+        self.rejected = CsvSpool(
+            backup_cfg.dir,
+            prefix=REJECTED_PREFIX,
+            header=REJECTED_HEADER,
+            fallback_dir=backup_cfg.fallback_dir,
+            max_file_bytes=backup_cfg.max_file_bytes,
+            idle_close_s=backup_cfg.idle_close_s,
+        )
+        self.sink = sink if sink is not None else build_sink(config.sink)
+        self.listener: WriterListener = listener or NullListener()
+        self.writer = BatchWriter(
+            self.buffer,
+            self.sink,
+            self.backup,
+            self.rejected,
+            flush_interval_s=writer_cfg.flush_interval_s,
+            retry=RetryPolicy.of(writer_cfg.max_retries, writer_cfg.backoff_s),
+            workers=writer_cfg.workers,
+            probe_interval_s=writer_cfg.probe_interval_s,
+            spill=spill_level is not None,
+            listener=self.listener,
+        )
+        self.intake = Intake(
+            self.buffer, self.writer.reject_invalid, naive_is_utc=config.source.naive_timestamps == "utc"
+        )
+        self.data_queue: queue.Queue[object] = data_queue if data_queue is not None else queue.Queue()
+        self.source = QueueSource(self.data_queue, self.intake)
+        self.simulator: Simulator | None = None
+        source_cfg = config.source
+        if source_cfg.type == "simulator":
+            sizes = (
+                split_tags(source_cfg.tags, source_cfg.groups)
+                if source_cfg.tags is not None
+                else [source_cfg.tags_per_group] * source_cfg.groups
+            )
+            self.simulator = Simulator(
+                self.data_queue,
+                groups=source_cfg.groups,
+                tags_per_group=sizes,
+                interval_s=source_cfg.interval_s,
+                bad_ratio=source_cfg.bad_ratio,
+                seed=source_cfg.seed,
+                ledger=source_cfg.ledger,
+            )
+        self.components: list[Component] = []
+        self._monitor_stop = threading.Event()
+        self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
+        self._overflow_log = RateLimiter(buffer_cfg.overflow_log_interval_s)
+        self._utilization_log = RateLimiter(buffer_cfg.overflow_log_interval_s)
+        self._last_overflow = 0
+        self._last_overflow_at = time.monotonic()
+        self._started = False
+        self._stopped: ShutdownReport | None = None
+        self._stop_lock = threading.Lock()
+        self.started_at: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._check_sink()
+        self.writer.start()
+        self.source.start()
+        if self.simulator is not None:
+            self.simulator.start()
+        self._monitor.start()
+        for component in self.components:
+            component.start()
+        self._started = True
+        self.started_at = time.time()
+        log_event(
+            log,
+            logging.INFO,
+            "service_started",
+            sink=self.config.sink.type,
+            table=self.sink.table,
+            source=self.config.source.type,
+            rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
+            buffer_capacity=self.buffer.capacity,
+            batch_size=self.buffer.batch_size,
+            workers=self.config.writer.workers,
+        )
+
+    def _check_sink(self) -> None:
+        try:
+            self.sink.ping()
+        except SinkError as exc:
+            if not exc.transient:
+                raise StartupError(f"{self.config.sink.type} sink refused: {exc.describe()}") from exc
+            # A database that is down at start is an outage like any other: run, back up, probe.
+            log_event(
+                log,
+                logging.ERROR,
+                "sink_unavailable_at_start",
+                "database unavailable at start; values go to backup until it answers",
+                error=exc.describe(),
+            )
+            self.writer.circuit.trip(f"unavailable at start: {exc.describe()}")
+
+    def stop(self) -> ShutdownReport:
+        """Stop everything in order; returns what was pending and where everything went."""
+        with self._stop_lock:
+            if self._stopped is not None:
+                return self._stopped
+            if self.simulator is not None:
+                self.simulator.stop()
+            self.source.stop()
+            left_on_queue = self.data_queue.qsize()
+            if left_on_queue:
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "queue_not_drained",
+                    "polls left on the DataQueue",
+                    polls=left_on_queue,
+                )
+            pending = self.writer.stop(self.config.writer.shutdown_timeout_s)
+            self._monitor_stop.set()
+            if self._monitor.is_alive():
+                self._monitor.join()
+            for component in reversed(self.components):
+                try:
+                    component.stop()
+                except Exception:
+                    log.exception("error stopping %s", type(component).__name__)
+            self.sink.close()
+            self.backup.close()
+            self.rejected.close()
+            snapshot = self.snapshot()
+            log_event(
+                log,
+                logging.INFO,
+                "shutdown_complete",
+                "collector stopped",
+                pending_at_stop=pending,
+                accepted=snapshot.accepted,
+                **snapshot.terms(),
+                balanced=snapshot.balanced(),
+            )
+            self._stopped = ShutdownReport(pending, snapshot)
+            return self._stopped
+
+    def run(self, duration_s: float | None = None, *, install_signals: bool = True) -> ShutdownReport:
+        """Start, run until SIGTERM/SIGINT or ``duration_s``, then stop gracefully."""
+        stop = threading.Event()
+        restore: list[tuple[int, Callable[[int, FrameType | None], object] | int | None]] = []
+        if install_signals and threading.current_thread() is threading.main_thread():
+
+            def _on_signal(signum: int, _frame: FrameType | None) -> None:
+                log_event(log, logging.INFO, "signal_received", signal=signal.Signals(signum).name)
+                stop.set()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                restore.append((sig, signal.getsignal(sig)))
+                signal.signal(sig, _on_signal)
+        try:
+            self.start()
+            stop.wait(duration_s)
+        finally:
+            try:
+                report = self.stop()
+            finally:
+                for signum, handler in restore:
+                    signal.signal(signum, handler)
+        return report
+
+    # ------------------------------------------------------------------ monitoring
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            writer=self.writer.stats(),
+            intake=self.intake.stats(),
+            backup=self.backup.stats(),
+            rejected_files=self.rejected.stats(),
+        )
+
+    def _run_monitor(self) -> None:
+        while not self._monitor_stop.wait(MONITOR_INTERVAL_S):
+            try:
+                self._check_buffer()
+                self.backup.close_if_idle()
+                self.rejected.close_if_idle()
+            except Exception:
+                log.exception("monitor error")
+
+    def _check_buffer(self) -> None:
+        stats = self.buffer.stats()
+        now = time.monotonic()
+        if stats.overflow > self._last_overflow and self._overflow_log.ready():
+            dropped = stats.overflow - self._last_overflow
+            elapsed = now - self._last_overflow_at
+            log_event(
+                log,
+                logging.WARNING,
+                "buffer_overflow",
+                "buffer full: oldest values discarded",
+                dropped=dropped,
+                period_s=round(elapsed, 1),
+                overflow_total=stats.overflow,
+                inserted_total=stats.inserted,
+                overflow_ratio=round(stats.overflow / stats.inserted, 6) if stats.inserted else 0.0,
+                size=stats.size,
+                capacity=stats.capacity,
+            )
+            self._last_overflow = stats.overflow
+            self._last_overflow_at = now
+        elif stats.utilization >= UTILIZATION_WARNING and self._utilization_log.ready():
+            log_event(
+                log,
+                logging.WARNING,
+                "buffer_high",
+                "buffer above 80%: the writers are not keeping up",
+                size=stats.size,
+                capacity=stats.capacity,
+                utilization=round(stats.utilization, 3),
+            )

@@ -1,0 +1,126 @@
+"""The contract between the writer and a database.
+
+The writer knows nothing of Oracle, PostgreSQL or SQLite: it hands a batch to ``Sink.write`` and
+gets back what happened to each row, or a :class:`SinkError` that says what kind of failure it was.
+Each database is one module behind this Protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from collector.model import TagValue
+
+
+class ErrorKind(StrEnum):
+    """What a failed call means for the batch, which decides what the writer does next.
+
+    TRANSIENT: the database could not be reached, or the outcome is unknown (a lost
+    acknowledgement). Retry: the primary key makes a repeated insert land as duplicates.
+    PERMANENT: the schema or the credentials are wrong. Retrying will not help until an operator
+    acts; the data goes to backup, the circuit opens and the sink is re-checked periodically.
+    Row-level problems are not errors at all: they come back in :class:`WriteResult.rejected`.
+    """
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+class SinkError(Exception):
+    """A write or probe failed as a whole. ``code`` is the database's own error code, if any."""
+
+    def __init__(self, message: str, *, kind: ErrorKind, code: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+
+    @property
+    def transient(self) -> bool:
+        return self.kind is ErrorKind.TRANSIENT
+
+    def describe(self) -> str:
+        return f"{self.code}: {self}" if self.code else str(self)
+
+
+class TransientSinkError(SinkError):
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, kind=ErrorKind.TRANSIENT, code=code)
+
+
+class PermanentSinkError(SinkError):
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, kind=ErrorKind.PERMANENT, code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """The target table's column names (FR-013's by default); validated by the configuration."""
+
+    tag_name: str = "tag_name"
+    tag_value: str = "tag_value"
+    tag_value_text: str = "tag_value_text"
+    timestamp: str = "timestamp"
+    quality: str = "quality"
+
+    def names(self) -> tuple[str, str, str, str, str]:
+        return (self.tag_name, self.tag_value, self.tag_value_text, self.timestamp, self.quality)
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One row of a batch that the database refused; ``index`` is its position in the batch."""
+
+    index: int
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What happened to every row of one batch.
+
+    ``written + duplicates + len(rejected)`` equals the batch size: a sink accounts for every row.
+    Duplicates are rows whose (tag_name, timestamp) key was already stored (FR-016), including
+    rows that an earlier attempt committed before its acknowledgement was lost.
+    """
+
+    written: int = 0
+    duplicates: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.written + self.duplicates + len(self.rejected)
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A database the writer can put batches into. Implementations are safe to call from
+    several writer threads at once."""
+
+    system_name: str
+    """The OpenTelemetry ``db.system.name`` value: "sqlite", "postgresql", "oracle.db"."""
+
+    table: str
+    """The table the rows go to, for logs and trace attributes."""
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        """Insert the batch; commit the good rows; report every row's outcome.
+
+        Raises :class:`SinkError` when the batch as a whole could not be written.
+        """
+        ...
+
+    def ping(self) -> None:
+        """Check that a write would be accepted now (reachable, logged in, table usable).
+
+        Raises :class:`SinkError` with the kind of failure; returns when the sink is healthy.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+        ...

@@ -1,0 +1,234 @@
+"""SQLite sink: the embedded default, so the service runs with no database server at all.
+
+The table is created when missing (the only sink that does so; for the others the schema is the
+operator's, printed by ``collector schema``). WAL mode lets readers query while the writer writes.
+Timestamps are stored as fixed-width UTC text with microseconds (``2026-11-28 21:37:59.123456``),
+which sorts and compares correctly and which SQLite's date functions read.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from collector.model import (
+    MAX_TAG_NAME_LENGTH,
+    MAX_TEXT_LENGTH,
+    TagValue,
+    split_value,
+    to_utc,
+)
+from collector.sinks.base import (
+    ColumnSpec,
+    PermanentSinkError,
+    RowError,
+    SinkError,
+    TransientSinkError,
+    WriteResult,
+)
+
+if TYPE_CHECKING:
+    from collector.config import SqliteSinkConfig
+
+SQLITE_MAX_INTEGER = 2**63 - 1
+"""SQLite's INTEGER is 64-bit; larger integers go to the text column rather than being rounded."""
+
+_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+# Messages SQLite gives for states that pass by themselves: another writer holds the lock, the
+# disk is full or momentarily unreadable.
+_TRANSIENT_MARKERS = ("locked", "busy", "disk i/o", "full", "unable to open")
+
+
+def ddl(table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
+    """The CREATE statements for the SQLite table and its timestamp index (FR-013 to FR-015)."""
+    c = columns or ColumnSpec()
+    index = f"{table.replace('.', '_')}_{c.timestamp}_ix"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (\n"
+        f"    {c.tag_name} TEXT NOT NULL CHECK (length({c.tag_name}) BETWEEN 1 AND {MAX_TAG_NAME_LENGTH}),\n"
+        f"    {c.tag_value} NUMERIC,\n"
+        f"    {c.tag_value_text} TEXT CHECK (length({c.tag_value_text}) <= {MAX_TEXT_LENGTH}),\n"
+        f"    {c.timestamp} TEXT NOT NULL,\n"
+        f"    {c.quality} TEXT NOT NULL CHECK ({c.quality} IN ('GOOD', 'BAD')),\n"
+        f"    PRIMARY KEY ({c.tag_name}, {c.timestamp})\n"
+        f");\n"
+        f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({c.timestamp});\n"
+    )
+
+
+def from_config(config: SqliteSinkConfig) -> SqliteSink:
+    return SqliteSink(
+        config.path,
+        table=config.table,
+        columns=ColumnSpec(**config.columns.model_dump()),
+        busy_timeout_s=config.busy_timeout_s,
+    )
+
+
+def sqlite_timestamp(value: TagValue) -> str:
+    return to_utc(value.timestamp).strftime(_TIMESTAMP_FORMAT)
+
+
+def sqlite_row(value: TagValue) -> tuple[object, ...]:
+    number, text = split_value(value.value, max_integer=SQLITE_MAX_INTEGER)
+    return (value.tag_name, number, text, sqlite_timestamp(value), value.quality)
+
+
+class SqliteSink:
+    """Writes batches into a SQLite file; one connection, serialized by a lock (SQLite has one
+    writer at a time anyway)."""
+
+    system_name = "sqlite"
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        table: str = "TAG_DATA",
+        columns: ColumnSpec | None = None,
+        busy_timeout_s: float = 5.0,
+        create_table: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.table = table
+        self._columns = columns or ColumnSpec()
+        self._busy_timeout_s = busy_timeout_s
+        self._create_table = create_table
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        c = self._columns
+        names = ", ".join((c.tag_name, c.tag_value, c.tag_value_text, c.timestamp, c.quality))
+        self._insert = (
+            f"INSERT INTO {table} ({names}) VALUES (?, ?, ?, ?, ?) "
+            f"ON CONFLICT ({c.tag_name}, {c.timestamp}) DO NOTHING"
+        )
+        self._probe = f"SELECT {names} FROM {table} WHERE 0"
+        with self._lock:
+            self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed batch survives a power cut, which is what "written" promises.
+            conn.execute("PRAGMA synchronous=FULL")
+            if self._create_table:
+                conn.executescript(ddl(self.table, self._columns))
+        except (sqlite3.Error, OSError) as exc:
+            raise _classify(exc) from exc
+        self._conn = conn
+        return conn
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        result = WriteResult()
+        rows: list[tuple[object, ...]] = []
+        positions: list[int] = []
+        for index, value in enumerate(batch):
+            try:
+                rows.append(sqlite_row(value))
+            except (TypeError, ValueError, AttributeError) as exc:
+                result.rejected.append(RowError(index, "INVALID", str(exc)))
+                continue
+            positions.append(index)
+        if not rows:
+            return result
+        with self._lock:
+            conn = self._connect()
+            try:
+                written = self._insert_all(conn, rows)
+            except sqlite3.IntegrityError:
+                written = self._insert_each(conn, rows, positions, result)
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback(conn)
+                raise _classify(exc) from exc
+        result.written = written
+        result.duplicates = len(rows) - written - _rejected_after(result, positions)
+        return result
+
+    def _insert_all(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
+        before = conn.total_changes
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(self._insert, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return conn.total_changes - before
+
+    def _insert_each(
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[object, ...]],
+        positions: list[int],
+        result: WriteResult,
+    ) -> int:
+        """Isolate the rows SQLite refuses: insert one at a time in one transaction, so the good
+        rows are committed and each bad one is reported with SQLite's reason."""
+        before = conn.total_changes
+        mark = len(result.rejected)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for row, index in zip(rows, positions, strict=True):
+                try:
+                    conn.execute(self._insert, row)
+                except sqlite3.IntegrityError as exc:
+                    result.rejected.append(RowError(index, _error_code(exc), str(exc)))
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            self._rollback(conn)
+            del result.rejected[mark:]
+            raise _classify(exc) from exc
+        return conn.total_changes - before
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def ping(self) -> None:
+        with self._lock:
+            conn = self._connect()
+            try:
+                if self._create_table:
+                    conn.executescript(ddl(self.table, self._columns))
+                conn.execute(self._probe).fetchall()
+            except (sqlite3.Error, OSError) as exc:
+                raise _classify(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+
+def _rejected_after(result: WriteResult, positions: list[int]) -> int:
+    """How many of the bound rows the database refused (as opposed to those refused before binding)."""
+    bound = set(positions)
+    return sum(1 for error in result.rejected if error.index in bound)
+
+
+def _error_code(exc: sqlite3.Error) -> str:
+    return getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+
+
+def _classify(exc: BaseException) -> SinkError:
+    message = str(exc)
+    code = _error_code(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
+    lowered = message.lower()
+    if isinstance(exc, OSError) or any(marker in lowered for marker in _TRANSIENT_MARKERS):
+        return TransientSinkError(message, code=code)
+    return PermanentSinkError(message, code=code)
