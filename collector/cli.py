@@ -1,4 +1,5 @@
-"""The ``collector`` command: run the service, check its configuration, print DDL."""
+"""The ``collector`` command: run the service, check its configuration, print DDL, list and replay
+backup files."""
 
 from __future__ import annotations
 
@@ -55,6 +56,44 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the CREATE TABLE statement for a database")
     with_config(schema)
     schema.add_argument("--dialect", required=True, choices=sorted(DIALECTS))
+
+    replay = commands.add_parser(
+        "replay",
+        help="load backup CSV files into the configured database (see docs/operations.md)",
+        description=(
+            "Load backup files into the configured database, skipping rows already there, and move each"
+            " fully replayed file to replayed/ beside it. Exit codes: 0 all replayed; 4 replayed, but some"
+            " rows rejected (see the rejected files); 5 some files not replayed (in use, not backup files,"
+            " unreadable); 6 the database failed (run again when it is back); 2 bad configuration or path;"
+            " 130 interrupted."
+        ),
+    )
+    with_config(replay)
+    replay.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="backup files or directories (default: the configured backup directories)",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="read and check, count rows already present; write nothing"
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay.add_argument("-v", "--verbose", action="store_true", help="log every step on stderr")
+
+    backups = commands.add_parser(
+        "backups", help="list backup and rejected files: rows, size, the time range they cover"
+    )
+    with_config(backups)
+    backups.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="DIR",
+        help="directories to list (default: the configured backup directories)",
+    )
+    backups.add_argument("--json", action="store_true", help="print the listing as JSON")
     return parser
 
 
@@ -65,7 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    handler = {"run": _run, "check-config": _check_config, "schema": _schema}[args.command]
+    handler = {
+        "run": _run,
+        "check-config": _check_config,
+        "schema": _schema,
+        "replay": _replay,
+        "backups": _backups,
+    }[args.command]
     return handler(config, args)
 
 
@@ -100,6 +145,19 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         log_event(log, logging.CRITICAL, "startup_failed", str(exc))
         return EXIT_STARTUP
     return EXIT_OK
+
+
+def _replay(config: Config, args: argparse.Namespace) -> int:
+    from collector.recovery.commands import replay_command
+
+    configure_logging("INFO" if args.verbose else "WARNING", config.logging.format)
+    return replay_command(config, args.paths, dry_run=args.dry_run, as_json=args.json)
+
+
+def _backups(config: Config, args: argparse.Namespace) -> int:
+    from collector.recovery.commands import backups_command
+
+    return backups_command(config, args.paths, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,41 @@
 """What backup and rejected files are waiting in the backup directories (US4-4).
 
-Cheap enough to call at every scrape: it lists the directories and stats the files; it does not
-read them.
+:func:`scan` alone is cheap enough to call at every scrape: it lists the directories and stats the
+files; it does not read them. Given a :class:`ContentsCache` it also reports each file's row count
+and the time range its rows cover. Those need the file read, so the cache keeps them by (path,
+size, modification time): a file that has not changed is not read again, and a file that has only
+grown (the one the service is appending to) is read from where the last reading stopped. The
+``collector backups`` command and the status API share :data:`CONTENTS_CACHE`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
+from collector.model import parse_timestamp
 
 FILE_PATTERN = re.compile(rf"^(?P<kind>{BACKUP_PREFIX}|{REJECTED_PREFIX})_\d{{8}}_\d{{6}}(?:_\d+)?\.csv$")
+
+_TIMESTAMP_FIELD = 2
+
+
+@dataclass(frozen=True, slots=True)
+class FileContents:
+    """What a file holds: rows (every record after the header) and the collection-time range of
+    the rows whose timestamp can be read."""
+
+    rows: int
+    first: datetime | None
+    last: datetime | None
+    problem: str | None = None
+    """Set when the file is not a backup or rejected file at all (then ``rows`` is 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +45,8 @@ class SpoolFile:
     """``backup`` or ``rejected``."""
     bytes: int
     modified: float
+    contents: FileContents | None = None
+    """Row count and time range, when :func:`scan` was given a cache."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +72,29 @@ class Inventory:
     def rejected_bytes(self) -> int:
         return sum(f.bytes for f in self.of_kind(REJECTED_PREFIX))
 
+    def rows(self, kind: str) -> int:
+        """Rows in the files of ``kind`` (0 for files scanned without a cache)."""
+        return sum(f.contents.rows for f in self.of_kind(kind) if f.contents is not None)
 
-def scan(directories: Iterable[Path | str]) -> Inventory:
+    @property
+    def backup_rows(self) -> int:
+        return self.rows(BACKUP_PREFIX)
+
+    @property
+    def rejected_rows(self) -> int:
+        return self.rows(REJECTED_PREFIX)
+
+    def time_range(self, kind: str) -> tuple[datetime | None, datetime | None]:
+        """The earliest and latest collection time of the rows in the files of ``kind``."""
+        firsts = [f.contents.first for f in self.of_kind(kind) if f.contents and f.contents.first]
+        lasts = [f.contents.last for f in self.of_kind(kind) if f.contents and f.contents.last]
+        return (min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+
+def scan(directories: Iterable[Path | str], *, contents: ContentsCache | None = None) -> Inventory:
     """The backup and rejected files directly in ``directories`` (files already replayed and moved
-    to a subdirectory are not waiting, so they are not listed)."""
+    to a subdirectory are not waiting, so they are not listed); with ``contents``, their row counts
+    and time ranges too."""
     found: list[SpoolFile] = []
     for directory in directories:
         try:
@@ -68,4 +111,94 @@ def scan(directories: Iterable[Path | str]) -> Inventory:
                 continue
             found.append(SpoolFile(path, match["kind"], info.st_size, info.st_mtime))
     found.sort(key=lambda f: (f.modified, f.path.name))
+    if contents is not None:
+        found = [replace(f, contents=contents.contents(f.path)) for f in found]
+        contents.forget_others(f.path for f in found)
     return Inventory(tuple(found))
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What is known of one file, and how far it has been read."""
+
+    identity: tuple[int, int, int, int]
+    """(device, inode, size, mtime_ns) when it was read."""
+    offset: int
+    line: int
+    contents: FileContents
+
+
+class ContentsCache:
+    """Row counts and time ranges of backup and rejected files, read once per change; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readings: dict[Path, _Reading] = {}
+
+    def contents(self, path: Path) -> FileContents:
+        """The file's contents as they are now (empty if it cannot be read)."""
+        try:
+            info = path.stat()
+        except OSError:
+            return FileContents(0, None, None, "cannot be read")
+        identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        with self._lock:
+            known = self._readings.get(path)
+        if known is not None and known.identity == identity:
+            return known.contents
+        grown = (
+            known is not None
+            and known.identity[:2] == identity[:2]
+            and info.st_size >= known.offset > 0
+            and known.contents.problem is None
+        )
+        reading = _read(path, identity, known if grown else None)
+        with self._lock:
+            self._readings[path] = reading
+        return reading.contents
+
+    def forget_others(self, paths: Iterable[Path]) -> None:
+        """Drop what is known of files other than ``paths`` (they were replayed or deleted)."""
+        keep = set(paths)
+        with self._lock:
+            for path in [p for p in self._readings if p not in keep]:
+                del self._readings[path]
+
+
+CONTENTS_CACHE = ContentsCache()
+"""The cache the ``collector backups`` command and the status API share within one process."""
+
+
+def _read(path: Path, identity: tuple[int, int, int, int], since: _Reading | None) -> _Reading:
+    # Imported here: the reader lives with the replay code, and most callers of scan() never need it.
+    from collector.recovery.reader import NotABackupFile, read_header, records
+
+    try:
+        with open(path, "rb") as handle:
+            if since is not None:
+                offset, line = since.offset, since.line
+                rows, first, last = since.contents.rows, since.contents.first, since.contents.last
+            else:
+                if os.fstat(handle.fileno()).st_size == 0:
+                    return _Reading(identity, 0, 1, FileContents(0, None, None))
+                try:
+                    _kind, offset = read_header(handle)
+                except NotABackupFile as exc:
+                    return _Reading(identity, 0, 1, FileContents(0, None, None, str(exc)))
+                line, rows, first, last = 1, 0, None, None
+            for record in records(handle, offset=offset, line=line, complete_only=True):
+                rows += 1
+                offset, line = record.end_offset, record.end_line
+                if len(record.fields) <= _TIMESTAMP_FIELD:
+                    continue
+                try:
+                    stamp = parse_timestamp(record.fields[_TIMESTAMP_FIELD])
+                except ValueError:
+                    continue
+                if first is None or stamp < first:
+                    first = stamp
+                if last is None or stamp > last:
+                    last = stamp
+    except OSError as exc:
+        return _Reading(identity, 0, 1, FileContents(0, None, None, f"cannot be read: {exc.strerror or exc}"))
+    return _Reading(identity, offset, line, FileContents(rows, first, last))

@@ -1,8 +1,10 @@
 """Databases the writer can put batches into, each one module behind :class:`~collector.sinks.base.Sink`.
 
 Each sink module provides ``ddl(table, columns) -> str`` (the schema an operator creates) and
-``from_config(config) -> Sink``. :func:`build_sink` and :func:`schema_ddl` find the module by the
-configured type and import it only then, so the SQLite default needs no database driver at all.
+``from_config(config) -> Sink``; it may also provide ``key_lookup(config) -> KeyLookup``, a
+read-only check of which keys are stored (used by ``collector replay --dry-run``).
+:func:`build_sink`, :func:`build_key_lookup` and :func:`schema_ddl` find the module by the configured
+type and import it only then, so the SQLite default needs no database driver at all.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from collector.sinks.base import (
     ColumnSpec,
     ErrorKind,
+    KeyLookup,
     PermanentSinkError,
     RowError,
     Sink,
     SinkError,
+    TagKey,
     TransientSinkError,
     WriteResult,
 )
@@ -28,12 +32,15 @@ __all__ = [
     "DIALECTS",
     "ColumnSpec",
     "ErrorKind",
+    "KeyLookup",
     "PermanentSinkError",
     "RowError",
     "Sink",
     "SinkError",
+    "TagKey",
     "TransientSinkError",
     "WriteResult",
+    "build_key_lookup",
     "build_sink",
     "column_spec",
     "schema_ddl",
@@ -72,3 +79,12 @@ def build_sink(config: SinkConfig) -> Sink:
     """Create the sink the configuration names (without requiring the database to be up)."""
     sink: Sink = _module(config.type).from_config(config)
     return sink
+
+
+def build_key_lookup(config: SinkConfig) -> KeyLookup | None:
+    """A read-only key lookup for the configured database, or None when its sink module offers none."""
+    factory = getattr(_module(config.type), "key_lookup", None)
+    if factory is None:
+        return None
+    lookup: KeyLookup = factory(config)
+    return lookup

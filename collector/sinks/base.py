@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -123,4 +124,26 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections. Safe to call twice."""
+        ...
+
+
+TagKey = tuple[str, datetime]
+"""A row's primary key: (tag_name, timestamp), the timestamp an aware UTC datetime."""
+
+
+@runtime_checkable
+class KeyLookup(Protocol):
+    """Read-only: which keys a table already holds. Optional for a sink module (it offers one
+    through ``key_lookup(config)``); ``collector replay --dry-run`` uses it to say how many rows of
+    a backup file are already stored without writing anything."""
+
+    def existing_keys(self, keys: Sequence[TagKey]) -> set[TagKey]:
+        """The subset of ``keys`` already stored (the same tuples as given).
+
+        Raises :class:`SinkError` when the database cannot answer.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Safe to call twice."""
         ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from collector.sinks.base import (
     PermanentSinkError,
     RowError,
     SinkError,
+    TagKey,
     TransientSinkError,
     WriteResult,
 )
@@ -69,8 +71,16 @@ def from_config(config: SqliteSinkConfig) -> SqliteSink:
     )
 
 
+def key_lookup(config: SqliteSinkConfig) -> SqliteKeyLookup:
+    return SqliteKeyLookup(config.path, table=config.table, columns=ColumnSpec(**config.columns.model_dump()))
+
+
 def sqlite_timestamp(value: TagValue) -> str:
-    return to_utc(value.timestamp).strftime(_TIMESTAMP_FORMAT)
+    return format_sqlite_timestamp(value.timestamp)
+
+
+def format_sqlite_timestamp(timestamp: datetime) -> str:
+    return to_utc(timestamp).strftime(_TIMESTAMP_FORMAT)
 
 
 def sqlite_row(value: TagValue) -> tuple[object, ...]:
@@ -213,6 +223,64 @@ class SqliteSink:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+
+
+class SqliteKeyLookup:
+    """Which keys the table already holds, through a read-only connection.
+
+    It never creates the file or the table: a database that does not exist yet holds no keys.
+    """
+
+    # Two bound parameters per key; SQLite before 3.32 allows 999 parameters per statement.
+    _KEYS_PER_QUERY = 400
+
+    def __init__(
+        self, path: Path | str, *, table: str = "TAG_DATA", columns: ColumnSpec | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.table = table
+        c = columns or ColumnSpec()
+        self._select = (
+            f"SELECT {c.tag_name}, {c.timestamp} FROM {table} WHERE ({c.tag_name}, {c.timestamp}) IN "
+        )
+        self._conn: sqlite3.Connection | None = None
+
+    def existing_keys(self, keys: Sequence[TagKey]) -> set[TagKey]:
+        conn = self._connect()
+        if conn is None or not keys:
+            return set()
+        wanted = {(name, format_sqlite_timestamp(stamp)): (name, stamp) for name, stamp in keys}
+        stored: list[tuple[str, str]] = []
+        pairs = list(wanted)
+        try:
+            for start in range(0, len(pairs), self._KEYS_PER_QUERY):
+                chunk = pairs[start : start + self._KEYS_PER_QUERY]
+                values = ", ".join(["(?, ?)"] * len(chunk))
+                params = [part for pair in chunk for part in pair]
+                stored.extend(conn.execute(f"{self._select}(VALUES {values})", params).fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc).lower():
+                return set()
+            raise _classify(exc) from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise _classify(exc) from exc
+        return {wanted[(name, stamp)] for name, stamp in stored if (name, stamp) in wanted}
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._conn is not None:
+            return self._conn
+        if not self.path.exists():
+            return None
+        try:
+            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        except (sqlite3.Error, OSError) as exc:
+            raise _classify(exc) from exc
+        return self._conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 def _rejected_after(result: WriteResult, positions: list[int]) -> int:

@@ -1,0 +1,97 @@
+"""``collector replay`` and ``collector backups``: from the validated configuration and the paths
+given to the replay engine or the inventory, and their report on stdout."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from collector.config import Config
+from collector.inventory import CONTENTS_CACHE, scan
+from collector.recovery import report as render
+from collector.recovery.files import backup_files, in_use
+from collector.recovery.replay import FileReport, Replayer
+from collector.retry import RetryPolicy
+from collector.sinks import KeyLookup, PermanentSinkError, Sink, build_key_lookup, build_sink
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def configured_directories(config: Config) -> list[Path]:
+    """The backup directory and, if set, the fallback directory: where the service leaves files."""
+    directories = [config.backup.dir]
+    if config.backup.fallback_dir is not None:
+        directories.append(config.backup.fallback_dir)
+    return directories
+
+
+def replay_command(
+    config: Config,
+    paths: Sequence[Path],
+    *,
+    dry_run: bool = False,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    missing = [path for path in paths if not path.exists()]
+    if missing:
+        for path in missing:
+            print(f"collector replay: {path}: no such file or directory", file=stderr)
+        return EXIT_USAGE
+    files = backup_files(list(paths) or [d for d in configured_directories(config) if d.is_dir()])
+
+    def make_sink() -> Sink:
+        try:
+            return build_sink(config.sink)
+        except ValueError as exc:  # the sink's module or driver is missing
+            raise PermanentSinkError(str(exc)) from exc
+
+    def make_lookup() -> KeyLookup | None:
+        try:
+            return build_key_lookup(config.sink)
+        except ValueError as exc:
+            raise PermanentSinkError(str(exc)) from exc
+
+    replayer = Replayer(
+        make_sink,
+        lookup_factory=make_lookup,
+        batch_size=config.writer.batch_size,
+        retry=RetryPolicy.of(config.writer.max_retries, config.writer.backoff_s),
+    )
+
+    def print_file(done: FileReport) -> None:
+        print(render.replay_line(done), file=stdout, flush=True)
+
+    if files and not as_json:
+        print(render.replay_heading(dry_run), file=stdout, flush=True)
+    try:
+        result = replayer.run(files, dry_run=dry_run, on_file=None if as_json else print_file)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: rows already written stay written; run the same command again to carry on"
+            " where it stopped.",
+            file=stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(render.replay_json(result) if as_json else render.replay_summary(result), file=stdout)
+    return int(result.exit_code)
+
+
+def backups_command(
+    config: Config, paths: Sequence[Path], *, as_json: bool = False, out: TextIO | None = None
+) -> int:
+    stdout = out or sys.stdout
+    not_dirs = [path for path in paths if not path.is_dir()]
+    if not_dirs:
+        for path in not_dirs:
+            print(f"collector backups: {path}: not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    inventory = scan(list(paths) or configured_directories(config), contents=CONTENTS_CACHE)
+    text = render.backups_json(inventory, in_use) if as_json else render.backups_text(inventory, in_use)
+    print(text, file=stdout)
+    return 0

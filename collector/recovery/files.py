@@ -1,0 +1,174 @@
+"""The file side of a replay: which files to read, whether the service still writes them, where a
+replayed file goes, and where a stopped replay resumes.
+
+The service's spool holds an exclusive ``flock`` on the backup file it is appending to, from before
+it writes the header until it closes the file, and it never reopens a file it closed. So a file that
+has its header and can be locked here is finished and will not change. A file of zero bytes may be
+in the instant between its creation and the spool's lock: it is treated as in use and never locked
+here, so the spool's own lock can never fail because of a replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from collector.backup import BACKUP_PREFIX
+from collector.inventory import FILE_PATTERN
+
+REPLAYED_DIR = "replayed"
+"""Where a fully replayed file is moved, under its own directory."""
+
+
+class FileBusy(Exception):
+    """The file is being written by a running service, or replayed by another command."""
+
+
+def backup_files(paths: Iterable[Path]) -> list[Path]:
+    """The files to replay: each file named, and the ``backup_*.csv`` files directly in each
+    directory named (rejected files are left alone unless named one by one), oldest first."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            names = sorted(
+                entry
+                for entry in path.iterdir()
+                if (match := FILE_PATTERN.match(entry.name))
+                and match["kind"] == BACKUP_PREFIX
+                and entry.is_file()
+            )
+            found.extend(names)
+        else:
+            found.append(path)
+    seen: set[Path] = set()
+    unique = []
+    for path in found:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def open_locked(path: Path, *, exclusive: bool) -> BinaryIO:
+    """Open ``path`` for reading under a non-blocking ``flock``; the lock lasts until it is closed.
+
+    Raises :class:`FileBusy` if the service (or another replay) holds the file, FileNotFoundError if
+    it has gone, and OSError if it cannot be read.
+    """
+    handle = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    try:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise FileBusy("the file is empty: a running service has just created it")
+        try:
+            fcntl.flock(handle.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise FileBusy(
+                    "in use: a running service is still writing it (or another replay has it)"
+                ) from None
+            raise
+        # Another replay may have moved the file away between our open and our lock.
+        try:
+            same = os.path.samestat(os.stat(path), os.fstat(handle.fileno()))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise FileBusy("replayed by another command meanwhile")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def in_use(path: Path) -> bool:
+    """True if a running service (or a replay) holds the file, or has only just created it."""
+    try:
+        with open_locked(path, exclusive=False):
+            return False
+    except FileBusy:
+        return True
+    except OSError:
+        return False
+
+
+def move_to_replayed(path: Path) -> Path:
+    """Move a replayed file into ``replayed/`` beside it (a name taken there gets ``_1``, ``_2``),
+    durably; return the new path. A file already in a ``replayed`` directory stays where it is."""
+    if path.parent.name == REPLAYED_DIR:
+        return path
+    target_dir = path.parent / REPLAYED_DIR
+    target_dir.mkdir(exist_ok=True)
+    target = target_dir / path.name
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target_dir / f"{path.stem}_{suffix}{path.suffix}"
+    os.rename(path, target)
+    _fsync_dir(target_dir)
+    _fsync_dir(path.parent)
+    return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a replay that stopped part way through a file had got to: everything up to ``line``
+    (ending at byte ``offset``) is in the database or in a rejected file. It is valid only for the
+    file as it was (``size``, ``mtime_ns``); a file that changed is replayed from the start."""
+
+    line: int
+    offset: int
+    size: int
+    mtime_ns: int
+
+
+def resume_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.replay")
+
+
+def load_resume_point(path: Path, handle: BinaryIO) -> ResumePoint | None:
+    """The resume point saved for ``path``, if it still matches the file."""
+    try:
+        data = json.loads(resume_path(path).read_text(encoding="utf-8"))
+        point = ResumePoint(**{key: int(data[key]) for key in ResumePoint.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    info = os.fstat(handle.fileno())
+    if (point.size, point.mtime_ns) != (
+        info.st_size,
+        info.st_mtime_ns,
+    ) or not 0 < point.offset <= info.st_size:
+        return None
+    return point
+
+
+def save_resume_point(path: Path, handle: BinaryIO, line: int, offset: int) -> None:
+    info = os.fstat(handle.fileno())
+    point = ResumePoint(line=line, offset=offset, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    target = resume_path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as out:
+        json.dump(asdict(point), out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, target)
+
+
+def clear_resume_point(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        resume_path(path).unlink()
