@@ -84,6 +84,8 @@ def replay_line(report: FileReport) -> str:
 
 def replay_summary(report: ReplayReport) -> str:
     files = len(report.files)
+    if not files:
+        return _verdict(report)
     present = "?" if any(f.present is None for f in report.files) else str(report.total("present"))
     if report.dry_run:
         total = (
