@@ -39,7 +39,7 @@ def sample_values(count: int, *, start: datetime | None = None, tags: int = 10) 
             value = index % 2 == 0
         else:
             value = None
-        values.append(TagValue(name, value, stamp, "BAD" if value is None else "GOOD"))  # type: ignore[arg-type]
+        values.append(TagValue(name, value, stamp, "BAD" if value is None else "GOOD"))
     return values
 
 

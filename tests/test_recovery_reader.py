@@ -80,7 +80,7 @@ def test_nan_comes_back_as_nan() -> None:
 def test_every_number_the_collector_writes_reads_back_equal(number: float) -> None:
     back = parse_value(format_value(number))
     assert type(back) is type(number)
-    assert back == number or (math.isnan(number) and math.isnan(back))  # type: ignore[arg-type]
+    assert back == number or (math.isnan(number) and math.isnan(back))
 
 
 @given(st.text(max_size=50))

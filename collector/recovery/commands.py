@@ -91,7 +91,11 @@ def backups_command(
         for path in not_dirs:
             print(f"collector backups: {path}: not a directory", file=sys.stderr)
         return EXIT_USAGE
-    inventory = scan(list(paths) or configured_directories(config), contents=CONTENTS_CACHE)
-    text = render.backups_json(inventory, in_use) if as_json else render.backups_text(inventory, in_use)
+    directories = list(paths) or configured_directories(config)
+    inventory = scan(directories, contents=CONTENTS_CACHE)
+    if as_json:
+        text = render.backups_json(inventory, in_use)
+    else:
+        text = render.backups_text(inventory, in_use, directories)
     print(text, file=stdout)
     return 0

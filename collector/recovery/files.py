@@ -66,14 +66,12 @@ def open_locked(path: Path, *, exclusive: bool) -> BinaryIO:
     handle = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     try:
         if os.fstat(handle.fileno()).st_size == 0:
-            raise FileBusy("the file is empty: a running service has just created it")
+            raise FileBusy("empty: a running service has just created it")
         try:
             fcntl.flock(handle.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise FileBusy(
-                    "in use: a running service is still writing it (or another replay has it)"
-                ) from None
+                raise FileBusy("a running service is still writing it (or another replay has it)") from None
             raise
         # Another replay may have moved the file away between our open and our lock.
         try:

@@ -426,10 +426,10 @@ class Replayer:
         return rows
 
     def _log(self, report: FileReport, dry_run: bool) -> None:
-        level = logging.INFO if report.finished else logging.WARNING
+        # INFO: the command prints the same on stdout; the log line is for -v and for audit trails.
         log_event(
             log,
-            level,
+            logging.INFO,
             "replay_checked" if dry_run else "replay_file_done",
             str(report.path),
             outcome=report.outcome.value,

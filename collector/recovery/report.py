@@ -113,8 +113,8 @@ def _verdict(report: ReplayReport) -> str:
     if code is ExitCode.INCOMPLETE:
         in_use = sum(f.outcome is Outcome.IN_USE for f in unfinished)
         advice = (
-            " Files in use are still being written by the running service: replay them after it closes "
-            "them (the database is back and 30 s have passed), or after stopping it."
+            " Files in use are still being written by the running service, which closes a backup file"
+            " when the database is back (or 30 s after its last row): run the same command again then."
             if in_use
             else ""
         )
@@ -165,7 +165,7 @@ def _file_json(report: FileReport) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- backups
 
-BACKUP_COLUMNS = "{kind:<9} {rows:>9} {size:>9}  {range:<40} {file}"
+BACKUP_COLUMNS = "{kind:<9} {rows:>9}  {size:>10}  {range:<40} {file}"
 
 
 def _size(count: int) -> str:
@@ -177,7 +177,10 @@ def _size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def backups_text(inventory: Inventory, in_use: Callable[[Path], bool]) -> str:
+def backups_text(inventory: Inventory, in_use: Callable[[Path], bool], directories: list[Path]) -> str:
+    if not inventory.files:
+        where = ", ".join(_shown(d) for d in directories)
+        return f"no backup or rejected files in {where}: nothing waiting to be replayed."
     lines = [
         BACKUP_COLUMNS.format(
             kind="KIND", rows="ROWS", size="SIZE", range="ROWS COLLECTED (UTC)", file="FILE"
