@@ -186,6 +186,7 @@ def backups_text(inventory: Inventory, in_use: Callable[[Path], bool], directori
             kind="KIND", rows="ROWS", size="SIZE", range="ROWS COLLECTED (UTC)", file="FILE"
         )
     ]
+    busy = {f.path for f in inventory.files if in_use(f.path)}
     for spool_file in inventory.files:
         contents = spool_file.contents
         rows = str(contents.rows) if contents is not None and contents.problem is None else "-"
@@ -198,16 +199,16 @@ def backups_text(inventory: Inventory, in_use: Callable[[Path], bool], directori
             file=_shown(spool_file.path),
         )
         notes = []
-        if in_use(spool_file.path):
+        if spool_file.path in busy:
             notes.append("(in use: the service is still writing it)")
         if contents is not None and contents.problem:
             notes.append(f"({contents.problem})")
         lines.append(" ".join([line, *notes]))
-    lines.append(_backups_total(inventory))
+    lines.append(_backups_total(inventory, busy))
     return "\n".join(lines)
 
 
-def _backups_total(inventory: Inventory) -> str:
+def _backups_total(inventory: Inventory, busy: set[Path]) -> str:
     parts = []
     for kind, label in ((BACKUP_PREFIX, "backup"), (REJECTED_PREFIX, "rejected")):
         files = inventory.of_kind(kind)
@@ -218,8 +219,14 @@ def _backups_total(inventory: Inventory) -> str:
             f"{_size(sum(f.bytes for f in files))}{covered}"
         )
     advice = ""
-    if inventory.backup_files:
+    waiting = [f for f in inventory.of_kind(BACKUP_PREFIX) if f.path not in busy]
+    if waiting:
         advice = "\nto load the backup files into the database: collector replay (try --dry-run first)"
+    elif inventory.backup_files:
+        advice = (
+            "\nthe outage is still going on, or ended less than 30 s ago: the service is still writing"
+            " its backup file. List again once the database is back and the file is no longer in use."
+        )
     return "total: " + "; ".join(parts) + advice
 
 

@@ -1,0 +1,80 @@
+"""What ``collector backups`` and ``collector replay`` print, from the configuration an operator has."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collector.backup import CsvSpool, backup_rows
+from collector.config import Config
+from collector.recovery.commands import backups_command, replay_command
+from tests.recovery_support import sample_values, table_rows, write_backup
+
+
+def _config(tmp_path: Path) -> Config:
+    return Config.model_validate(
+        {
+            "sink": {"type": "sqlite", "path": str(tmp_path / "data" / "tags.db")},
+            "backup": {"dir": str(tmp_path / "backup"), "fallback_dir": str(tmp_path / "fallback")},
+            "writer": {"backoff_s": [0.0]},
+        }
+    )
+
+
+def test_backups_says_to_wait_while_the_service_still_writes_the_only_file(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    spool = CsvSpool(tmp_path / "backup")
+    try:
+        spool.append(backup_rows(sample_values(12), datetime.now(UTC)))
+        out = io.StringIO()
+        assert backups_command(config, [], out=out) == 0
+        text = out.getvalue()
+        assert "(in use: the service is still writing it)" in text
+        assert "the outage is still going on" in text and "collector replay" not in text
+    finally:
+        spool.close()
+    out = io.StringIO()
+    backups_command(config, [], out=out)
+    assert "in use" not in out.getvalue() and "collector replay (try --dry-run first)" in out.getvalue()
+
+
+def test_backups_and_replay_cover_the_fallback_directory_too(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    main_values = sample_values(40)
+    fallback_values = sample_values(25, start=datetime(2026, 3, 5, tzinfo=UTC))
+    write_backup(tmp_path / "backup", main_values)
+    write_backup(tmp_path / "fallback", fallback_values)
+
+    out = io.StringIO()
+    backups_command(config, [], as_json=True, out=out)
+    totals = json.loads(out.getvalue())["totals"]["backup"]
+    assert (totals["files"], totals["rows"]) == (2, 65)
+    assert totals["last"] == fallback_values[-1].timestamp.isoformat()
+
+    out = io.StringIO()
+    assert replay_command(config, [], as_json=True, out=out) == 0
+    report = json.loads(out.getvalue())
+    assert report["totals"]["written"] == 65 and len(table_rows(tmp_path / "data" / "tags.db")) == 65
+    assert [Path(f["moved_to"]).parent.name for f in report["files"]] == ["replayed", "replayed"]
+
+
+def test_nothing_waiting_is_said_plainly(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    out = io.StringIO()
+    assert backups_command(config, [], out=out) == 0
+    assert out.getvalue().startswith("no backup or rejected files in ")
+    out = io.StringIO()
+    assert replay_command(config, [], out=out) == 0
+    assert out.getvalue() == "nothing to replay: no backup files waiting.\n"
+    assert not (tmp_path / "data").exists()  # nothing to do never touches the database
+
+
+def test_a_path_that_is_not_there_is_a_usage_error_and_nothing_is_done(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    write_backup(tmp_path / "backup", sample_values(5))
+    err = io.StringIO()
+    code = replay_command(config, [tmp_path / "backup", tmp_path / "typo"], out=io.StringIO(), err=err)
+    assert code == 2 and "typo: no such file or directory" in err.getvalue()
+    assert list((tmp_path / "backup").glob("backup_*.csv")) and not (tmp_path / "data").exists()
