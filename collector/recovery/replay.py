@@ -211,6 +211,7 @@ class Replayer:
         if sink is not None:
             sink.close()
         lookup, self._lookup = self._lookup, None
+        self._lookup_built = False
         if lookup is not None:
             lookup.close()
 

@@ -240,8 +240,10 @@ class SqliteKeyLookup:
         self.path = Path(path)
         self.table = table
         c = columns or ColumnSpec()
+        # A join from the given keys, so that each is one search of the primary key; the simpler
+        # "(tag_name, timestamp) IN (VALUES ...)" makes SQLite scan the whole table.
         self._select = (
-            f"SELECT {c.tag_name}, {c.timestamp} FROM {table} WHERE ({c.tag_name}, {c.timestamp}) IN "
+            f"SELECT k.n, k.t FROM k JOIN {table} d ON d.{c.tag_name} = k.n AND d.{c.timestamp} = k.t"
         )
         self._conn: sqlite3.Connection | None = None
 
@@ -257,7 +259,8 @@ class SqliteKeyLookup:
                 chunk = pairs[start : start + self._KEYS_PER_QUERY]
                 values = ", ".join(["(?, ?)"] * len(chunk))
                 params = [part for pair in chunk for part in pair]
-                stored.extend(conn.execute(f"{self._select}(VALUES {values})", params).fetchall())
+                query = f"WITH k(n, t) AS (VALUES {values}) {self._select}"
+                stored.extend(conn.execute(query, params).fetchall())
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc).lower():
                 return set()
