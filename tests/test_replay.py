@@ -233,7 +233,8 @@ def test_dry_run_counts_rows_already_present_and_writes_nothing(tmp_path: Path) 
     db_bytes = db.read_bytes()
     before = path.stat()
 
-    report = _replayer(db).run([path], dry_run=True)
+    replayer = _replayer(db)
+    report = replayer.run([path], dry_run=True)
     (done,) = report.files
     assert (done.outcome, done.read, done.written, done.present, done.damaged) == (
         Outcome.CHECKED,
@@ -246,9 +247,13 @@ def test_dry_run_counts_rows_already_present_and_writes_nothing(tmp_path: Path) 
     assert db.read_bytes() == db_bytes and path.stat() == before and done.moved_to is None
     assert list(backup.iterdir()) == [path]  # no rejected file, no replayed/ directory
 
-    # The real replay then does exactly what the dry run said.
-    (real,) = _replayer(db).run([path]).files
+    # The real replay then does exactly what the dry run said, and a dry run after it finds
+    # every row present.
+    (real,) = replayer.run([path]).files
     assert (real.written, real.present) == (done.written, done.present)
+    assert real.moved_to is not None
+    (after,) = replayer.run([real.moved_to], dry_run=True).files
+    assert (after.written, after.present) == (0, 251)
 
 
 def test_dry_run_never_creates_the_database(tmp_path: Path) -> None:
