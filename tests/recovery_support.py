@@ -3,7 +3,6 @@ ledger, and a sink that fails the way a database in an outage does."""
 
 from __future__ import annotations
 
-import csv
 import math
 import sqlite3
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 from collector.backup import CsvSpool, backup_rows
 from collector.model import TagValue, parse_timestamp
 from collector.sinks.base import Sink, TransientSinkError, WriteResult
+from tests.evidence import read_ledger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,13 +74,9 @@ def ledger_rows(paths: Iterable[Path]) -> dict[Key, tuple[str, str]]:
     """What the simulator generated: (tag_name, timestamp) -> (value as the CSV spells it, quality)."""
     result: dict[Key, tuple[str, str]] = {}
     for path in paths:
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.reader(handle)
-            next(reader)
-            for name, value, stamp, quality in reader:
-                key = (name, parse_timestamp(stamp))
-                assert key not in result, f"{key} generated twice"
-                result[key] = (value, quality)
+        for key, row in read_ledger(path).items():
+            assert key not in result, f"{key} generated twice"
+            result[key] = (row["tag_value"], row["quality"])
     return result
 
 

@@ -18,6 +18,7 @@ import yaml
 from collector.config import load_config
 from collector.service import CollectorService
 from collector.sinks import build_sink
+from tests.evidence import read_ledger, reconcile, spool_keys, sqlite_keys
 from tests.recovery_support import (
     REPO_ROOT,
     OutageSink,
@@ -94,6 +95,12 @@ def test_an_outage_replayed_leaves_the_database_holding_exactly_what_was_generat
     assert terms["backed_up"] > 1000 and terms["written"] > 1000
     unacknowledged = expected_rows(sink.committed_unacknowledged)
     assert unacknowledged and len(table_rows(db)) == terms["written"] + len(unacknowledged)
+    # Before the replay: every generated value is in the table or in a backup file.
+    before = reconcile(
+        read_ledger(tmp_path / "ledger.csv"), sqlite_keys(db), spool_keys([tmp_path / "backup"])
+    )
+    assert before.lost == 0 and not before.unexpected and before.database_duplicates == 0
+    assert before.in_backup_only == terms["backed_up"] - len(unacknowledged)
 
     listing = _collector("backups", "--config", str(config_path), "--json", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
