@@ -12,7 +12,7 @@ import pytest
 
 from collector.backup import BACKUP_HEADER, REJECTED_HEADER, CsvSpool, backup_rows
 from collector.model import TagValue
-from collector.recovery.files import backup_files, resume_path
+from collector.recovery.files import backup_files, open_locked, resume_path
 from collector.recovery.replay import ExitCode, FileReport, Outcome, Replayer
 from collector.retry import RetryPolicy
 from collector.sinks.base import KeyLookup, PermanentSinkError, Sink, TransientSinkError, WriteResult
@@ -358,3 +358,13 @@ def test_directories_give_their_backup_files_oldest_first_and_never_rejected_one
         "backup_20260302_000000.csv",
         "rejected_20260301_000000.csv",
     ]
+
+
+def test_a_file_another_replay_holds_is_skipped_not_loaded_twice(tmp_path: Path) -> None:
+    db, backup = tmp_path / "tags.db", tmp_path / "backup"
+    path = write_backup(backup, sample_values(60))
+    with open_locked(path, exclusive=True):  # a replay in another terminal, mid-file
+        (done,) = _replayer(db).run(backup_files([backup])).files
+        assert done.outcome is Outcome.IN_USE and table_rows(db) == {}
+        (checked,) = _replayer(db).run([path], dry_run=True).files
+        assert checked.outcome is Outcome.IN_USE
