@@ -22,14 +22,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine
-from collector.circuit import CircuitStatus
 from collector.config import Config
 from collector.model import TagValue
 from collector.service import CollectorService
 from collector.sinks.base import SinkError, WriteResult
+from collector.writer import WriterListener
 
 
-class LatencyRecorder:
+class LatencyRecorder(WriterListener):
     """A writer listener that keeps every committed value's end-to-end latency."""
 
     def __init__(self) -> None:
@@ -52,12 +52,6 @@ class LatencyRecorder:
         with self._lock:
             self.latencies.extend(ages)
             self.durations.append(duration_s)
-
-    def batch_saved(self, size: int, destination: str, reason: str) -> None:
-        return None
-
-    def circuit_changed(self, status: CircuitStatus) -> None:
-        return None
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
