@@ -68,6 +68,9 @@ WATCHDOG_GRACE_S = 1.0
 """The client-side deadline is the statement timeout plus this, so the server's own timeout (a
 clean, classified error that keeps the connection usable) fires first whenever the server answers."""
 
+POOL_RECONNECT_GIVE_UP_S = 0.5
+"""How long the pool keeps retrying a failed connection in the background (see __init__)."""
+
 ROW_ERROR_CLASSES = frozenset({"22", "23"})
 """Data exceptions and integrity violations: the row is bad, not the batch or the database."""
 
@@ -131,7 +134,8 @@ def ddl(table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
     c = columns or ColumnSpec()
     name, value, text, stamp, quality = (identifier(n) for n in c.names())
     t = identifier(table)
-    index = identifier(f"{table.replace('.', '_')}_{c.timestamp}_ix".split(".")[-1])
+    # An index lives in its table's schema, so its name is never qualified.
+    index = identifier(f"{table.replace('.', '_')}_{c.timestamp}_ix")
     return (
         f"CREATE TABLE IF NOT EXISTS {t} (\n"
         f"    {name} VARCHAR({MAX_TAG_NAME_LENGTH}) NOT NULL CHECK ({name} <> ''),\n"
@@ -307,9 +311,11 @@ class PostgresSink:
             open=False,
             name="collector-postgresql",
             timeout=pool_wait_timeout_s,
-            # Give up on a background reconnect soon: a later getconn starts a fresh attempt at
-            # once, rather than waiting out a long exponential backoff after the server is back.
-            reconnect_timeout=max(pool_wait_timeout_s, connect_timeout_s),
+            # The pool retries a failed connection in the background with a growing backoff, and a
+            # slot waiting out that backoff cannot serve anyone even after the server is back.
+            # Giving up almost at once frees the slot; the next getconn then starts a fresh
+            # attempt immediately. While the server is down the circuit keeps writers away.
+            reconnect_timeout=min(POOL_RECONNECT_GIVE_UP_S, pool_wait_timeout_s / 2),
         )
         # Opens without waiting: the pool connects in the background, so a server that is down
         # now is an outage like any other, not a start-up failure.
