@@ -276,6 +276,10 @@ def load_config(
         data = _read_yaml(Path(path))
     _apply_prefixed_env(data, env)
     _apply_oracle_env(data, env)
+    sink = data.get("sink")
+    if isinstance(sink, dict) and "type" not in sink:
+        # A sink section that names no type adjusts the default sink (COLLECTOR_SINK__PATH=...).
+        sink["type"] = "sqlite"
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
