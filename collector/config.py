@@ -278,8 +278,7 @@ def load_config(
     _apply_oracle_env(data, env)
     sink = data.get("sink")
     if isinstance(sink, dict) and "type" not in sink:
-        # A sink section that names no type adjusts the default sink (COLLECTOR_SINK__PATH=...).
-        sink["type"] = "sqlite"
+        sink["type"] = "sqlite"  # the embedded default, as when the section is absent
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
