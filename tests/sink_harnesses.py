@@ -62,6 +62,8 @@ def sqlite_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[H
 
     def stored() -> list[StoredRow]:
         with sqlite3.connect(path) as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'TAG_DATA'").fetchone():
+                return []  # the sink opens its file, and creates the table, on first use
             rows = conn.execute(
                 "SELECT tag_name, tag_value, tag_value_text, timestamp, quality FROM TAG_DATA"
             ).fetchall()
