@@ -42,6 +42,8 @@ class Harness:
     """Every row in the sink's table."""
     max_integer: int | None = None
     """The ``max_integer`` the sink passes to ``split_value`` (None: NUMBER's 38 digits)."""
+    empty_text_is_null: bool = False
+    """The database stores an empty string as NULL (Oracle does)."""
 
 
 HarnessFactory = Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Harness]]

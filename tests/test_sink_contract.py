@@ -78,9 +78,11 @@ def assert_accounts(result: WriteResult, batch: Sequence[TagValue]) -> None:
     assert all(0 <= index < len(batch) for index in indexes)
 
 
-def expected_row(value: TagValue, max_integer: int | None) -> StoredRow:
-    number, text = split_value(value.value, max_integer=max_integer)
+def expected_row(value: TagValue, harness: Harness) -> StoredRow:
+    number, text = split_value(value.value, max_integer=harness.max_integer)
     exact = None if number is None else Decimal(repr(number) if isinstance(number, float) else str(number))
+    if text == "" and harness.empty_text_is_null:
+        text = None
     return StoredRow(value.tag_name, exact, text, value.timestamp.astimezone(UTC), value.quality)
 
 
@@ -99,7 +101,7 @@ def test_every_value_kind_and_edge_value_round_trips(harness: Harness) -> None:
     assert_accounts(result, batch)
     assert (result.written, result.duplicates, result.rejected) == (len(batch), 0, [])
     stored = by_key(harness.stored())
-    expected = by_key([expected_row(value, harness.max_integer) for value in batch])
+    expected = by_key([expected_row(value, harness) for value in batch])
     assert stored == expected
 
 
@@ -197,7 +199,7 @@ def test_bad_rows_are_rejected_and_the_rest_of_the_batch_is_written(harness: Har
     stored = by_key(harness.stored())
     good = [value for index, value in enumerate(batch) if index not in {0, 3, 7, 19}]
     for value in good:
-        assert stored[(value.tag_name, value.timestamp)] == expected_row(value, harness.max_integer)
+        assert stored[(value.tag_name, value.timestamp)] == expected_row(value, harness)
     assert len(stored) == 17
 
 
@@ -229,7 +231,7 @@ def test_a_full_batch_of_500_is_written(harness: Harness) -> None:
 
     assert_accounts(result, batch)
     assert (result.written, result.duplicates, result.rejected) == (500, 0, [])
-    assert by_key(harness.stored()) == by_key([expected_row(v, harness.max_integer) for v in batch])
+    assert by_key(harness.stored()) == by_key([expected_row(v, harness) for v in batch])
 
 
 def test_several_threads_share_one_sink(harness: Harness) -> None:
