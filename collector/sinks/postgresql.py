@@ -436,8 +436,9 @@ class PostgresSink:
 
     def ping(self) -> None:
         """Connect afresh and plan (EXPLAIN, nothing is written) the insert with empty arrays:
-        that checks the server, the login, the table, every column, the unique key and the INSERT
-        privilege. After a failure, a successful ping also replaces the pool's idle connections."""
+        that checks the server, the login, the table, every column, the unique key and the SELECT
+        and INSERT privileges. After a failure, a successful ping also replaces the pool's idle
+        connections."""
         try:
             conn = psycopg.connect(self._dsn, **self._connect_kwargs)
         except psycopg.Error as exc:
