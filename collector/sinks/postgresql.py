@@ -56,6 +56,7 @@ from collector.sinks.base import (
     PermanentSinkError,
     RowError,
     SinkError,
+    TagKey,
     TransientSinkError,
     WriteResult,
 )
@@ -173,6 +174,16 @@ def from_config(config: PostgresSinkConfig) -> PostgresSink:
         connect_timeout_s=config.connect_timeout_s,
         call_timeout_s=config.call_timeout_s,
         pool_wait_timeout_s=config.pool_wait_timeout_s,
+    )
+
+
+def key_lookup(config: PostgresSinkConfig) -> PostgresKeyLookup:
+    return PostgresKeyLookup(
+        conninfo(config),
+        table=config.table,
+        columns=ColumnSpec(**config.columns.model_dump()),
+        connect_timeout_s=config.connect_timeout_s,
+        call_timeout_s=config.call_timeout_s,
     )
 
 
@@ -465,4 +476,84 @@ class PostgresSink:
             self._closed = True
         # A pool worker may be inside a connection attempt; it gives up within connect_timeout.
         self._pool.close(timeout=self._connect_kwargs["connect_timeout"] + 1.0)
+        self._watchdog.close()
+
+
+class PostgresKeyLookup:
+    """Which keys the table already holds: one connection in a read-only session, one statement
+    per batch that joins the batch's keys (unnested arrays) to the primary key. Every wait is
+    bounded as the sink's are: ``connect_timeout_s``, ``call_timeout_s`` as the statement timeout,
+    and a client-side deadline a second later."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = "TAG_DATA",
+        columns: ColumnSpec | None = None,
+        connect_timeout_s: float = 5.0,
+        call_timeout_s: float = 10.0,
+    ) -> None:
+        c = columns or ColumnSpec()
+        self.table = table
+        self._dsn = dsn
+        statement_ms = max(1, round(call_timeout_s * 1000))
+        given = conninfo_to_dict(dsn).get("options")
+        settings = [
+            f"-c statement_timeout={statement_ms}",
+            "-c default_transaction_read_only=on",
+            "-c TimeZone=UTC",
+        ]
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(connect_timeout_s)),
+            "options": " ".join([str(given), *settings] if given else settings),
+        }
+        if "application_name" not in conninfo_to_dict(dsn):
+            self._connect_kwargs["application_name"] = APPLICATION_NAME
+        self._deadline_s = call_timeout_s + WATCHDOG_GRACE_S
+        self._select = sql.SQL(
+            "SELECT k.n, k.t FROM unnest(%b::text[], %b::timestamptz[]) AS k(n, t) "
+            "JOIN {table} AS d ON d.{name} = k.n AND d.{stamp} = k.t"
+        ).format(
+            table=_sql_identifier(table), name=_sql_identifier(c.tag_name), stamp=_sql_identifier(c.timestamp)
+        )
+        self._watchdog = Watchdog("postgresql-lookup-watchdog")
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def existing_keys(self, keys: Sequence[TagKey]) -> set[TagKey]:
+        if not keys:
+            return set()
+        conn = self._connect()
+        names = [name for name, _ in keys]
+        stamps = [to_utc(stamp) for _, stamp in keys]
+        guard: Guard | None = None
+        try:
+            with self._watchdog.guard(self._deadline_s, _shut_socket(conn)) as guard:
+                found = {(name, stamp) for name, stamp in conn.execute(self._select, [names, stamps])}
+        except psycopg.Error as exc:
+            self._drop()
+            if guard is not None and guard.fired:
+                raise TransientSinkError(
+                    f"no answer within {self._deadline_s:g} s; connection abandoned", code="CALL_TIMEOUT"
+                ) from exc
+            raise classify(exc) from exc
+        return {key for key in keys if (key[0], to_utc(key[1])) in found}
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            try:
+                self._conn = psycopg.connect(self._dsn, **self._connect_kwargs)
+            except psycopg.Error as exc:
+                raise classify(exc) from exc
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(psycopg.Error):
+                conn.close()
+
+    def close(self) -> None:
+        self._drop()
         self._watchdog.close()
