@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import pg
-from tests.fault_harness import CollectorRun, account, fast_config, start_collector
+from tests.fault_harness import CollectorRun, account, event_time, fast_config, start_collector
 from tests.recovery_support import REPO_ROOT, ledger_rows, same_value
 from tests.tcp_proxy import Mode, TcpProxy
 
@@ -43,6 +43,14 @@ def _replay(run: CollectorRun, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _wait_for_rows(table: str, timeout_s: float) -> None:
+    """Until the service has written to the table (a server another test restarts may delay it)."""
+    deadline = time.monotonic() + timeout_s
+    while not _table(table):
+        assert time.monotonic() < deadline, "the service wrote nothing"
+        time.sleep(0.2)
+
+
 def _table(table: str) -> dict[tuple[str, object], tuple[object, object, str]]:
     with pg.connect() as conn:
         rows = conn.execute(
@@ -57,18 +65,20 @@ def _table(table: str) -> dict[tuple[str, object], tuple[object, object, str]]:
 def test_a_postgres_outage_replayed_leaves_exactly_the_ledger_in_the_table(
     pg_table: str, tmp_path: Path, proxy: TcpProxy
 ) -> None:
+    assert pg.server_ready(pg.WAIT_FOR_SERVER_S), "PostgreSQL is not answering"
     config = fast_config(tmp_path, pg_table, proxy.port, source={"tags": 1000, "bad_ratio": 0.02})
     run = start_collector(tmp_path, config)
     try:
-        time.sleep(1.5)
+        _wait_for_rows(pg_table, 30)
+        outage_at = time.time()
         proxy.swallow_acks(2)  # two commits whose answer never arrives...
         time.sleep(0.3)
         proxy.set_mode(Mode.REFUSE)  # ...then no connection at all
         proxy.cut_all()
-        run.wait_for("circuit_opened", 15)
+        opened = run.wait_for("circuit_opened", 15, lambda e: event_time(e) >= outage_at)
         time.sleep(3.0)
         proxy.set_mode(Mode.PASS)
-        run.wait_for("circuit_closed", 15)
+        run.wait_for("circuit_closed", 15, lambda e: event_time(e) > event_time(opened))
         time.sleep(1.0)
     finally:
         assert run.stop() == 0
