@@ -125,10 +125,10 @@ def bind_rows(
             rejected.append(RowError(index, INVALID, str(exc)))
             continue
         if mode is ValueMode.SPLIT:
-            row: tuple[object, ...] = (value.tag_name, number, text, stamp, value.quality)
+            row: tuple[object, ...] = (value.tag_name, number, text, stamp, str(value.quality))
         elif mode is ValueMode.TEXT_ONLY:
             spelled = text if number is None else _spell(number)
-            row = (value.tag_name, spelled, stamp, value.quality)
+            row = (value.tag_name, spelled, stamp, str(value.quality))
         else:
             if text is not None:
                 rejected.append(
@@ -139,7 +139,7 @@ def bind_rows(
                     )
                 )
                 continue
-            row = (value.tag_name, number, stamp, value.quality)
+            row = (value.tag_name, number, stamp, str(value.quality))
         rows.append(row)
         positions.append(index)
     return rows, positions

@@ -155,6 +155,10 @@ PERMANENT_DRIVER_CODES = frozenset(
     {
         "DPY-4000",  # cannot locate the connect identifier in tnsnames.ora
         "DPY-4001",  # no credentials specified
+        "DPY-4003",  # value cannot be represented as an Oracle number (refused on the client)
+        "DPY-4004",  # invalid number (NaN, infinity: refused on the client)
+        "DPY-4009",  # wrong number of positional bind values
+        "DPY-4010",  # a bind variable has no value
         "DPY-4017",  # invalid connect descriptor
         "DPY-4018",  # cannot parse connect string
         "DPY-4026",  # file (tnsnames.ora, wallet) not found
@@ -163,8 +167,9 @@ PERMANENT_DRIVER_CODES = frozenset(
         "DPY-6008",  # server certificate could not be verified
     }
 )
-"""Driver errors about the configuration. DPY-2xxx (programming) and DPY-3xxx (not supported) are
-permanent too: the same call fails the same way however often it is repeated."""
+"""Driver errors about the configuration or about values the driver refuses to bind; DPY-2xxx
+(programming) and DPY-3xxx (not supported) are permanent too: the same call fails the same way
+however often it is repeated."""
 
 SESSION_DEAD_CODES = frozenset({28, 31, 603, 1012, 1092, 2396, 3113, 3114, 3135, 12537, 12547, 12570})
 """Errors after which the session cannot be used again, whatever the driver's flag says."""
