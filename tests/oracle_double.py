@@ -190,6 +190,7 @@ class FakeOracle:
         self.starting = False
         self.hang_s = 0.0
         self._faults: list[Fault] = []
+        self._row_rules: list[tuple[Callable[[dict[str, object]], bool], int, str]] = []
         self._sessions: list[_Session] = []
         self.pools: list[FakePool] = []
         # What happened, for tests to check.
@@ -197,6 +198,7 @@ class FakeOracle:
         self.bind_types: list[tuple[str, ...]] = []
         self.connects = 0
         self.commits = 0
+        self.call_timeouts: list[int] = []
 
     # --- the driver module's surface
 
@@ -239,6 +241,12 @@ class FakeOracle:
         """Make the next ``times`` calls of ``operation`` fail with ``error()``."""
         with self._lock:
             self._faults.append(Fault(operation, error, times, after))
+
+    def fail_rows(self, matches: Callable[[dict[str, object]], bool], code: int, text: str) -> None:
+        """Make the server refuse every row for which ``matches(row)`` is true with ORA-``code``
+        (a trigger, a tablespace that filled up while the batch was half written)."""
+        with self._lock:
+            self._row_rules.append((matches, code, text))
 
     def go_down(self) -> None:
         """The instance stops answering: new connections are refused, open sessions are lost."""
@@ -383,6 +391,9 @@ class FakeOracle:
             for offset, values in enumerate(rows):
                 try:
                     row = _server_row(table, dict(zip(names, values, strict=True)))
+                    for matches, code, text in self._row_rules:
+                        if matches(row):
+                            raise _RowFailure(code, text)
                     key = (
                         tuple(row[c] for c in table.primary_key)
                         if table.primary_key
@@ -570,6 +581,8 @@ class FakeConnection:
         if not isinstance(value, int) or value < 0:
             raise TypeError(f"call_timeout must be a non-negative integer (milliseconds), got {value!r}")
         self._call_timeout_ms = value
+        with self._db._lock:
+            self._db.call_timeouts.append(value)
 
     def is_healthy(self) -> bool:
         session = self._session
@@ -805,7 +818,8 @@ def _oracle_number(text: str) -> Decimal:
     number = Decimal(text)
     if number == 0:
         return Decimal(0)
-    digits = len(number.normalize().as_tuple().digits)
+    # Significant digits without trailing zeros (normalize() would round to the context's 28).
+    digits = len("".join(map(str, number.as_tuple().digits)).strip("0"))
     point = number.adjusted() + 1
     if digits > 40 or point > 126 or point < -129:
         raise driver_error(driver_errors.ERR_ORACLE_NUMBER_NO_REPR)

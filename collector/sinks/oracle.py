@@ -75,7 +75,10 @@ NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
 INVALID = "INVALID"
 
 
-def from_config(config: OracleSinkConfig) -> OracleSink:
+def from_config(
+    config: OracleSinkConfig, *, driver: Any = None, tracer: trace.Tracer | None = None
+) -> OracleSink:
+    """The sink the configuration describes; ``driver`` and ``tracer`` as for :class:`OracleSink`."""
     password = config.secret()
     if password is None:  # the configuration already requires one; keep mypy and a reader sure
         raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
@@ -93,6 +96,8 @@ def from_config(config: OracleSinkConfig) -> OracleSink:
         server_address=config.host or address,
         server_port=config.port if config.host else port,
         namespace=config.service_name or service,
+        driver=driver,
+        tracer=tracer,
     )
 
 
