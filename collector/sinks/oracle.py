@@ -82,7 +82,6 @@ def from_config(
     password = config.secret()
     if password is None:  # the configuration already requires one; keep mypy and a reader sure
         raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
-    address, port, service = _server_of(config.connect_string())
     return OracleSink(
         dsn=config.connect_string(),
         user=config.user or "",
@@ -93,9 +92,9 @@ def from_config(
         connect_timeout_s=config.connect_timeout_s,
         call_timeout_s=config.call_timeout_s,
         pool_wait_timeout_s=config.pool_wait_timeout_s,
-        server_address=config.host or address,
-        server_port=config.port if config.host else port,
-        namespace=config.service_name or service,
+        server_address=None if config.dsn else config.host,
+        server_port=None if config.dsn else config.port,
+        namespace=None if config.dsn else config.service_name,
         driver=driver,
         tracer=tracer,
     )
@@ -203,12 +202,14 @@ class OracleSink:
             "db.operation.name": OPERATION,
             "db.collection.name": str(self._target),
         }
-        if server_address:
-            self._span_attributes["server.address"] = server_address
-        if server_port:
-            self._span_attributes["server.port"] = server_port
-        if namespace:
-            self._span_attributes["db.namespace"] = namespace
+        parsed_address, parsed_port, parsed_service = _server_of(dsn)
+        for key, value in (
+            ("server.address", server_address or parsed_address),
+            ("server.port", server_port or parsed_port),
+            ("db.namespace", namespace or parsed_service),
+        ):
+            if value:
+                self._span_attributes[key] = value
         self._lock = threading.Lock()
         self._pool: Any = None
         self._closed = False
