@@ -17,7 +17,7 @@ from collector.sinks import Sink
 from collector.sinks.base import PermanentSinkError, SinkError, TransientSinkError
 from collector.sinks.oracle import OracleSink, ddl, from_config
 from collector.sinks.oracle_schema import ValueMode
-from tests.oracle_double import FakeOracle, connection_lost, tablespace_full
+from tests.oracle_double import FakeOracle, connection_lost, connection_refused, tablespace_full
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
@@ -327,18 +327,28 @@ def test_a_probe_finds_the_schema_fixed_and_writing_resumes(db: FakeOracle, sink
     assert sink.write(values(2)).written == 2
 
 
-def test_a_killed_session_is_dropped_and_the_retry_gets_a_fresh_one(db: FakeOracle, sink: OracleSink) -> None:
+def test_a_killed_session_is_dropped_and_the_batch_goes_through_on_a_fresh_one(
+    db: FakeOracle, sink: OracleSink
+) -> None:
     sink.write(values(2))
     pool = db.pools[0]
     db.kill_sessions()
-    batch = values(5, start=10)
-    with pytest.raises(TransientSinkError) as info:
-        sink.write(batch)
-    assert info.value.code == "ORA-00028"
-    assert pool.dropped == 1
-    result = sink.write(batch)  # what the writer's retry does
+    result = sink.write(values(5, start=10))
     assert result.written == 5
+    assert pool.dropped == 1
     assert db.count() == 7
+
+
+def test_stale_sessions_are_tried_at_most_once_per_pooled_connection(
+    db: FakeOracle, make_sink: Callable[..., OracleSink]
+) -> None:
+    sink = make_sink(pool_size=3)
+    db.inject("executemany", connection_lost, times=100)
+    with pytest.raises(TransientSinkError) as info:
+        sink.write(values(2))
+    assert info.value.code == "DPY-4011"
+    assert db.pools[0].dropped == 4  # the first try and one more per pooled connection
+    assert db.count() == 0
 
 
 def test_a_hanging_database_ends_at_the_call_timeout_and_the_session_is_dropped(
@@ -378,12 +388,25 @@ def test_no_free_connection_within_the_pool_wait_is_transient(
 def test_a_lost_commit_acknowledgement_is_retried_into_duplicates(db: FakeOracle, sink: OracleSink) -> None:
     db.inject("commit", connection_lost, after=True)
     batch = values(6)
+    result = sink.write(batch)  # the commit went through, its answer was lost, the sink tried again
+    assert (result.written, result.duplicates) == (0, 6)  # the key makes the retry harmless
+    assert db.count() == 6
+    assert db.commits == 2
+
+
+def test_a_lost_acknowledgement_of_an_instance_going_down_is_left_to_the_writer(
+    db: FakeOracle, sink: OracleSink
+) -> None:
+    sink.ping()  # one pooled session, which the lost commit kills
+    db.inject("commit", connection_lost, after=True)
+    db.inject("connect", connection_refused)  # and the instance is gone for the next connection
+    batch = values(6)
     with pytest.raises(TransientSinkError) as info:
-        sink.write(batch)
-    assert info.value.code == "DPY-4011"
+        sink.write(batch)  # the retry cannot connect: the writer retries later
+    assert info.value.code == "DPY-6005"
     assert db.count() == 6  # it was committed after all
     result = sink.write(batch)
-    assert (result.written, result.duplicates) == (0, 6)  # the key makes the retry harmless
+    assert (result.written, result.duplicates) == (0, 6)
 
 
 def test_a_batch_error_that_is_not_about_the_row_rolls_the_whole_batch_back(

@@ -107,15 +107,30 @@ def test_a_failed_call_sets_the_status_code_and_error_type(
 ) -> None:
     sink.ping()
     db.kill_sessions()
-    with pytest.raises(SinkError):
-        sink.write([TagValue("A", 1.0, T0)])
-    span = only_span(exporter)
-    attrs = dict(span.attributes or {})
+    sink.write([TagValue("A", 1.0, T0)])  # the dead session fails, a fresh one succeeds
+    failed, succeeded = exporter.get_finished_spans()
+    attrs = dict(failed.attributes or {})
     assert attrs["db.response.status_code"] == "ORA-00028"
     assert attrs["error.type"] == "ORA-00028"
     assert attrs["collector.error.disposition"] == "transient"
-    assert span.status.status_code is StatusCode.ERROR
-    assert "killed" in (span.status.description or "")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert "killed" in (failed.status.description or "")
+    assert succeeded.status.status_code is StatusCode.UNSET
+    assert "error.type" not in dict(succeeded.attributes or {})
+
+
+def test_a_permanent_failure_is_marked_as_such(
+    sink: OracleSink, db: FakeOracle, exporter: InMemorySpanExporter
+) -> None:
+    sink.ping()
+    db.execute_ddl('DROP TABLE "TAG_DATA"')
+    with pytest.raises(SinkError):
+        sink.write([TagValue("A", 1.0, T0)])
+    attrs = dict(only_span(exporter).attributes or {})
+    assert (attrs["db.response.status_code"], attrs["collector.error.disposition"]) == (
+        "ORA-00942",
+        "permanent",
+    )
 
 
 def test_rejected_rows_are_counted_with_their_codes(

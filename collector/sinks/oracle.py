@@ -64,7 +64,7 @@ from collector.sinks.oracle_schema import (
 if TYPE_CHECKING:
     from collector.config import OracleSinkConfig
 
-__all__ = ["OracleSink", "bind_rows", "ddl", "from_config"]
+__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl", "from_config"]
 
 log = logging.getLogger("collector.sinks.oracle")
 
@@ -274,6 +274,8 @@ class OracleSink:
         if failure.disposition is Disposition.PERMANENT:
             # The schema or the grants may have changed: read the dictionary again next time.
             self._layout = None
+        if failure.session_dead and failure.driver_code in _STALE_SESSION_CODES:
+            return StaleSessionError(failure.message, code=failure.code)
         return failure.sink_error()
 
     # ------------------------------------------------------------------ schema
@@ -327,6 +329,19 @@ class OracleSink:
                 raise
 
     def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        # A pooled session can be dead without the pool knowing (the database restarted, the
+        # session was killed): that costs one quick error, so try the next session at once
+        # rather than spend one of the writer's retries (and seconds of backoff) on each.
+        stale_left = self._pool_size
+        while True:
+            try:
+                return self._write_once(batch)
+            except StaleSessionError:
+                if stale_left == 0:
+                    raise
+                stale_left -= 1
+
+    def _write_once(self, batch: Sequence[TagValue]) -> WriteResult:
         result = WriteResult()
         if not batch:
             return result
@@ -405,6 +420,15 @@ class OracleSink:
             self._closed = True
         if pool is not None:
             _quietly(lambda: pool.close(force=True))
+
+
+class StaleSessionError(TransientSinkError):
+    """The pooled session was already dead (closed by the database or the network); another
+    session may well be alive. A call that timed out is not one of these: it says the database
+    or the network is not answering, and trying again at once would only wait again."""
+
+
+_STALE_SESSION_CODES = frozenset({"DPY-4011", "DPY-1001"})
 
 
 class _BatchAborted(Exception):
