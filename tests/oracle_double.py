@@ -94,10 +94,6 @@ def invalid_login() -> oracledb.Error:
     return server_error(1017, "invalid credential or not authorized; logon denied")
 
 
-def tablespace_full(table: str = "APP.TAG_DATA") -> oracledb.Error:
-    return server_error(1653, f"unable to extend table {table} by 128 in tablespace USERS")
-
-
 class WouldHangError(AssertionError):
     """The sink made a call with no call timeout while the database hangs: in production that call
     would block for as long as the network takes to give up (many minutes)."""
@@ -1079,13 +1075,3 @@ def _host_port_of(dsn: str) -> tuple[str, int]:
     if match is None:
         return "localhost", 1521
     return match.group(1), int(match.group(2) or 1521)
-
-
-# ---------------------------------------------------------------------- conveniences for tests
-
-
-def tag_table(db: FakeOracle, ddl_script: str, *, owner: str = "APP") -> Table:
-    """Create the collector's table from its DDL and return it."""
-    db.execute_ddl(ddl_script, owner=owner)
-    created = [t for t in db.tables.values() if t.owner == owner.upper()]
-    return created[-1]

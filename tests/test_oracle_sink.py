@@ -17,7 +17,7 @@ from collector.sinks import Sink
 from collector.sinks.base import PermanentSinkError, SinkError, TransientSinkError
 from collector.sinks.oracle import OracleSink, ddl, from_config
 from collector.sinks.oracle_schema import ValueMode
-from tests.oracle_double import FakeOracle, connection_lost, connection_refused, tablespace_full
+from tests.oracle_double import FakeOracle, connection_lost, connection_refused
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
@@ -123,6 +123,15 @@ def test_the_sink_is_built_while_the_database_is_down_and_works_once_it_is_back(
     sink.ping()
     assert sink.write(values(2)).written == 2
     assert db.count() == 2
+
+
+def test_an_instance_still_starting_is_transient(db: FakeOracle, sink: OracleSink) -> None:
+    db.starting = True
+    with pytest.raises(TransientSinkError) as info:
+        sink.ping()
+    assert info.value.code == "ORA-01033"
+    db.come_up()
+    sink.ping()
 
 
 # ---------------------------------------------------------------------- batches and outcomes
@@ -412,7 +421,11 @@ def test_a_lost_acknowledgement_of_an_instance_going_down_is_left_to_the_writer(
 def test_a_batch_error_that_is_not_about_the_row_rolls_the_whole_batch_back(
     db: FakeOracle, sink: OracleSink
 ) -> None:
-    db.fail_rows(lambda row: row["TAG_NAME"] == "LINE1.FIC0002.PV", 1653, str(tablespace_full()))
+    db.fail_rows(
+        lambda row: row["TAG_NAME"] == "LINE1.FIC0002.PV",
+        1653,
+        "unable to extend table APP.TAG_DATA by 128 in tablespace USERS",
+    )
     with pytest.raises(PermanentSinkError) as info:
         sink.write(values(5))
     assert info.value.code == "ORA-01653"
