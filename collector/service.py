@@ -27,7 +27,7 @@ from collector.sinks import Sink, SinkError, build_sink
 from collector.sources.intake import Intake, QueueSource
 from collector.sources.simulator import Simulator, split_tags
 from collector.stats import Snapshot
-from collector.writer import BatchWriter, NullListener, WriterListener
+from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
 
@@ -88,7 +88,7 @@ class CollectorService:
             idle_close_s=backup_cfg.idle_close_s,
         )
         self.sink = sink if sink is not None else build_sink(config.sink)
-        self.listener: WriterListener = listener or NullListener()
+        self.listener: WriterListener = listener or WriterListener()
         self.writer = BatchWriter(
             self.buffer,
             self.sink,

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from collector.backup import CsvSpool, SpoolError, backup_rows, invalid_rows, rejected_rows
 from collector.buffer import TagBuffer
@@ -42,24 +41,10 @@ from collector.sinks.base import WRITE_ATTEMPT, Sink, SinkError, TransientSinkEr
 log = logging.getLogger("collector.writer")
 
 
-class WriterListener(Protocol):
-    """Per-batch notifications for metrics and traces; called outside every lock."""
+class WriterListener:
+    """Per-batch notifications for metrics and traces, called outside every lock. The methods do
+    nothing here; a listener overrides the ones it needs."""
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None: ...
-
-    def batch_saved(self, size: int, destination: str, reason: str) -> None: ...
-
-    def circuit_changed(self, status: CircuitStatus) -> None: ...
-
-
-class NullListener:
     def batch_attempted(
         self,
         batch: Sequence[TagValue],
@@ -68,13 +53,13 @@ class NullListener:
         result: WriteResult | None,
         error: SinkError | None,
     ) -> None:
-        return None
+        """One call to the sink: ``result`` if it answered, ``error`` if it failed."""
 
     def batch_saved(self, size: int, destination: str, reason: str) -> None:
-        return None
+        """Values went to ``backup`` or ``rejected`` files, or were ``lost``."""
 
     def circuit_changed(self, status: CircuitStatus) -> None:
-        return None
+        """The circuit opened or closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +137,7 @@ class BatchWriter:
         self._retry = retry or RetryPolicy()
         self._worker_count = workers
         self._spill = spill
-        self._listener: WriterListener = listener or NullListener()
+        self._listener: WriterListener = listener or WriterListener()
         self._clock = clock
         self._wall_clock = wall_clock
         self.circuit = CircuitBreaker(probe_interval_s, clock=clock, wall_clock=wall_clock)
