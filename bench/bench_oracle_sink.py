@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import oracledb  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
+from bench.common import machine  # noqa: E402
 from collector.model import TagValue  # noqa: E402
 from collector.sinks.base import ColumnSpec, RowError  # noqa: E402
 from collector.sinks.oracle import OracleSink, bind_rows, ddl  # noqa: E402
@@ -207,6 +208,7 @@ def main() -> None:
     binding = best["binding"][0]
 
     rows = args.batches * args.batch_size
+    print(f"machine: {machine()}")
     print(f"{rows} rows in batches of {args.batch_size}, best of {args.repeat} (rows/s):")
     print(f"  double alone   {double:>10,.0f}")
     print(f"  sink           {sink:>10,.0f}   sink / double   = {sink / double:.2f}")
