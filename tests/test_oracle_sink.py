@@ -12,13 +12,12 @@ import oracledb
 import pytest
 
 from collector.config import OracleSinkConfig, load_config
-from collector.model import Quality, TagValue, split_value
+from collector.model import Quality, TagValue
 from collector.sinks import Sink
 from collector.sinks.base import PermanentSinkError, SinkError, TransientSinkError
 from collector.sinks.oracle import OracleSink, ddl, from_config
 from collector.sinks.oracle_schema import ValueMode
 from tests.oracle_double import FakeOracle, connection_lost, connection_refused
-from tests.oracle_harness import oracle_harness
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
@@ -471,34 +470,3 @@ def test_close_is_safe_twice_and_later_writes_fail_transiently(db: FakeOracle, s
 def test_an_empty_batch_does_not_touch_the_database(db: FakeOracle, sink: OracleSink) -> None:
     assert sink.write([]).total == 0
     assert db.pools == []
-
-
-def test_the_shared_harness_reads_back_every_value_as_split_value_placed_it() -> None:
-    edge: list[object] = [
-        0.1,
-        1e-100,
-        1e125,
-        math.nan,
-        -math.inf,
-        0,
-        2**63,
-        10**38 - 1,
-        10**38,
-        True,
-        "RUN",
-        "",
-    ]
-    batch = [TagValue(f"E{i}", value, T0) for i, value in enumerate(edge)]  # type: ignore[arg-type]
-    with oracle_harness() as harness:
-        result = harness.sink.write(batch)
-        assert (result.written, result.rejected) == (len(batch), [])
-        stored = {row.tag_name: row for row in harness.stored()}
-    for value in batch:
-        number, text = split_value(value.value)
-        expected_number = (
-            None if number is None else Decimal(repr(number) if isinstance(number, float) else str(number))
-        )
-        if text == "" and harness.empty_text_is_null:
-            text = None
-        row = stored[value.tag_name]
-        assert (row.number, row.text, row.timestamp, row.quality) == (expected_number, text, T0, "GOOD")
