@@ -28,7 +28,9 @@ What it reproduces, because the sink has to get it right:
   commit whose acknowledgement is lost).
 
 It is not a SQL engine: it understands the statements the sink sends (an INSERT with positional
-binds, the data-dictionary query, the DDL) and answers anything else with ORA-00900.
+binds, the data-dictionary query, the DDL), the key lookup of ``collector replay --dry-run`` (a
+SELECT of the key columns with a multi-column IN list of positional binds, bound like any other
+call), and answers anything else with ORA-00900.
 """
 
 from __future__ import annotations
@@ -377,6 +379,32 @@ class FakeOracle:
                 tuple(_dictionary_value(column, item) for item in wanted) for column in table.columns.values()
             ]
 
+    def _select_keys(self, session: _Session, sql: str, values: list[object]) -> list[tuple[object, ...]]:
+        """``SELECT a, b FROM t WHERE (a, b) IN ((:1, :2), ...)``: the committed rows whose (a, b)
+        equals one of the bound pairs, as another session sees them."""
+        match = _KEY_SELECT.match(sql)
+        if match is None:
+            raise server_error(900, "invalid SQL statement")
+        owner = _ident(match.group("owner")) if match.group("owner") else None
+        table = self._resolve(session, owner, _ident(match.group("table")))
+        selected = [_ident(match.group("first")), _ident(match.group("second"))]
+        compared = [_ident(match.group("left")), _ident(match.group("right"))]
+        for name in selected + compared:
+            if name not in table.columns:
+                raise server_error(904, f'"{name}": invalid identifier')
+        placeholders = re.findall(r":\w+", match.group("pairs"))
+        if len(placeholders) != len(values):
+            raise server_error(1008, "not all variables bound")
+        if len(placeholders) // 2 > 1000:
+            raise server_error(1795, "maximum number of expressions in a list is 1000")
+        wanted = {(values[i], values[i + 1]) for i in range(0, len(values), 2)}
+        with self._lock:
+            return [
+                (row[selected[0]], row[selected[1]])
+                for row in table.rows.values()
+                if (row[compared[0]], row[compared[1]]) in wanted
+            ]
+
     def _insert_rows(
         self, session: _Session, table: Table, names: list[str], rows: list[list[object]], batcherrors: bool
     ) -> tuple[int, list[Any]]:
@@ -658,10 +686,18 @@ class FakeCursor:
             return
         self._db._insert_target(session, statement)
 
-    def execute(self, statement: str, parameters: dict[str, object] | None = None) -> FakeCursor:
+    def execute(
+        self, statement: str, parameters: dict[str, object] | Sequence[object] | None = None
+    ) -> FakeCursor:
         self._verify()
-        session = self.connection._trip("execute")
-        self._results = self._db._dictionary(session, statement, dict(parameters or {}))
+        if isinstance(parameters, list | tuple):
+            # Positional binds go through the client's bind rules, as for executemany.
+            bound, _types = _bind_all(self._declared, [parameters], supports_bool=self._db.supports_bool)
+            session = self.connection._trip("execute")
+            self._results = self._db._select_keys(session, statement, bound[0] if bound else [])
+        else:
+            session = self.connection._trip("execute")
+            self._results = self._db._dictionary(session, statement, dict(parameters or {}))
         self.rowcount = 0
         self._declared = []
         self._db._after(session, "execute")
@@ -921,6 +957,12 @@ _NAME = r'(?:"[^"]+"|[A-Za-z_][\w$#]*)'
 _INSERT = re.compile(
     rf"^\s*INSERT\s+INTO\s+(?:(?P<owner>{_NAME})\.)?(?P<table>{_NAME})\s*"
     r"\((?P<columns>[^)]*)\)\s*VALUES\s*\((?P<binds>[^)]*)\)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_KEY_SELECT = re.compile(
+    rf"^\s*SELECT\s+(?P<first>{_NAME})\s*,\s*(?P<second>{_NAME})\s+FROM\s+(?:(?P<owner>{_NAME})\.)?"
+    rf"(?P<table>{_NAME})\s+WHERE\s*\(\s*(?P<left>{_NAME})\s*,\s*(?P<right>{_NAME})\s*\)\s*IN\s*"
+    r"\((?P<pairs>.*)\)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 _DICTIONARY = re.compile(

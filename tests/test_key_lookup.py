@@ -3,21 +3,27 @@ and a replay into PostgreSQL through the same engine as into SQLite."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collector.config import Config
 from collector.recovery.replay import Outcome, Replayer
-from collector.sinks import build_key_lookup
+from collector.sinks import build_key_lookup, oracle
 from collector.sinks.base import KeyLookup, PermanentSinkError, Sink, TransientSinkError
+from collector.sinks.oracle_lookup import OracleKeyLookup
+from collector.sinks.oracle_schema import ddl_statements
 from collector.sinks.postgresql import PostgresKeyLookup, PostgresSink
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
 from tests import pg
+from tests.oracle_double import FakeOracle, server_error
 from tests.recovery_support import sample_values, write_backup
 
 
@@ -60,9 +66,68 @@ def postgres_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         )
 
 
+@contextmanager
+def oracle_double_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    db = FakeOracle()
+    db.execute_ddl(oracle.ddl())
+    login: dict[str, Any] = {
+        "dsn": "localhost:1521/FREEPDB1",
+        "user": "app",
+        "password": "app-secret",
+        "driver": db,
+    }
+    yield Database(lambda: oracle.OracleSink(**login), lambda: OracleKeyLookup(**login), db.count)
+
+
+ORACLE_LOGIN: dict[str, Any] = {
+    "dsn": os.environ.get("ORACLE_DSN", ""),
+    "user": os.environ.get("ORACLE_USER", ""),
+    "password": os.environ.get("ORACLE_PASSWORD", ""),
+}
+
+
+@contextmanager
+def oracle_live_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A real Oracle (as tests/test_oracle_live.py): a scratch table from the collector's DDL."""
+    import oracledb
+
+    table = f"TAG_LOOKUP_{uuid.uuid4().hex[:10].upper()}"
+    with oracledb.connect(**ORACLE_LOGIN, tcp_connect_timeout=5) as conn, conn.cursor() as cursor:
+        for statement in ddl_statements(table):
+            cursor.execute(statement)
+
+    def count() -> int:
+        with oracledb.connect(**ORACLE_LOGIN, tcp_connect_timeout=5) as conn, conn.cursor() as cursor:
+            cursor.execute(f'SELECT count(*) FROM "{table}"')
+            (rows,) = cursor.fetchone()
+            return int(rows)
+
+    try:
+        yield Database(
+            lambda: oracle.OracleSink(**ORACLE_LOGIN, table=table),
+            lambda: OracleKeyLookup(**ORACLE_LOGIN, table=table),
+            count,
+        )
+    finally:
+        with oracledb.connect(**ORACLE_LOGIN, tcp_connect_timeout=5) as conn, conn.cursor() as cursor:
+            cursor.execute(f'DROP TABLE "{table}" PURGE')
+
+
 DATABASES = [
     pytest.param(sqlite_database, id="sqlite"),
     pytest.param(postgres_database, id="postgresql", marks=pytest.mark.postgres),
+    pytest.param(oracle_double_database, id="oracle-double"),
+    pytest.param(
+        oracle_live_database,
+        id="oracle-live",
+        marks=[
+            pytest.mark.oracle,
+            pytest.mark.skipif(
+                not all(ORACLE_LOGIN.values()),
+                reason="no live Oracle: set ORACLE_DSN, ORACLE_USER and ORACLE_PASSWORD (see docs/oracle.md)",
+            ),
+        ],
+    ),
 ]
 
 
@@ -151,7 +216,34 @@ def test_postgres_lookup_reports_an_unreachable_server_as_transient() -> None:
 def test_every_configured_sink_type_builds_its_lookup(tmp_path: Path) -> None:
     sqlite = Config.model_validate({"sink": {"type": "sqlite", "path": str(tmp_path / "t.db")}})
     postgres = Config.model_validate({"sink": {"type": "postgresql", "dsn": pg.PG_DSN}})
-    for config, kind in ((sqlite, SqliteKeyLookup), (postgres, PostgresKeyLookup)):
+    oracle_config = Config.model_validate(
+        {"sink": {"type": "oracle", "dsn": "localhost:1521/FREEPDB1", "user": "app", "password": "x"}}
+    )
+    for config, kind in (
+        (sqlite, SqliteKeyLookup),
+        (postgres, PostgresKeyLookup),
+        (oracle_config, OracleKeyLookup),
+    ):
         lookup = build_key_lookup(config.sink)
         assert isinstance(lookup, kind)
+        lookup.close()
+
+
+def test_oracle_lookup_classifies_errors_as_the_sink_does() -> None:
+    db = FakeOracle()
+    db.execute_ddl(oracle.ddl())
+    key = ("L1.T000", datetime(2026, 3, 1, 0, 0, 0, 7, tzinfo=UTC))
+    lookup = OracleKeyLookup(dsn="localhost:1521/FREEPDB1", user="app", password="app-secret", driver=db)
+    try:
+        db.go_down()
+        with pytest.raises(TransientSinkError):
+            lookup.existing_keys([key])
+        db.come_up()
+        db.inject("execute", lambda: server_error(942, 'table or view "APP"."TAG_DATA" does not exist'))
+        with pytest.raises(PermanentSinkError) as caught:
+            lookup.existing_keys([key])
+        assert caught.value.code == "ORA-00942"
+        assert lookup.existing_keys([key]) == set()  # the session is still usable afterwards
+    finally:
+        lookup.close()
         lookup.close()

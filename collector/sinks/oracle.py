@@ -50,6 +50,7 @@ from collector.sinks.oracle_errors import (
     classify_exception,
     classify_row_error,
 )
+from collector.sinks.oracle_lookup import key_lookup
 from collector.sinks.oracle_schema import (
     QUALITY_LENGTH,
     ColumnInfo,
@@ -64,7 +65,7 @@ from collector.sinks.oracle_schema import (
 if TYPE_CHECKING:
     from collector.config import OracleSinkConfig
 
-__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl", "from_config"]
+__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl", "from_config", "key_lookup"]
 
 log = logging.getLogger("collector.sinks.oracle")
 
