@@ -43,6 +43,11 @@ from collector.sinks.base import Sink, SinkError, TransientSinkError, WriteResul
 
 log = logging.getLogger("collector.writer")
 
+BATCH_SPAN = "collector.batch.write"
+"""The span of one write attempt; retries are its children, the backup write a grandchild."""
+BACKUP_SPAN = "collector.backup.write"
+REJECTED_SPAN = "collector.rejected.write"
+
 
 class WriterListener(Protocol):
     """Per-batch notifications for metrics and traces; called outside every lock."""
@@ -336,9 +341,10 @@ class BatchWriter:
     def _attempt(
         self, batch: list[TagValue], attempt: int, trace_parent: trace.SpanContext | None = None
     ) -> None:
-        # One span per attempt, named and attributed after the OpenTelemetry database conventions.
-        # It is current while the listener runs, so metrics can attach its trace id as an exemplar,
-        # and a sink's own spans (driver calls) and the backup write nest under it.
+        # One span per attempt, with the OpenTelemetry database attributes. It is the writer's view
+        # (attempt, outcome, where the batch went); a sink that traces its driver calls adds its
+        # own CLIENT span ("BATCH INSERT <table>") beneath it, so the names never repeat. It is
+        # current while the listener runs, so metrics can attach its trace id as an exemplar.
         parent = None
         if trace_parent is not None and trace_parent.is_valid:
             parent = trace.set_span_in_context(trace.NonRecordingSpan(trace_parent))
@@ -352,9 +358,9 @@ class BatchWriter:
         if len(batch) > 1:  # the conventions reserve batch.size for real batches
             attributes["db.operation.batch.size"] = len(batch)
         with self._tracer.start_as_current_span(
-            f"BATCH INSERT {self._sink.table}",
+            BATCH_SPAN,
             context=parent,
-            kind=trace.SpanKind.CLIENT,
+            kind=trace.SpanKind.INTERNAL,
             attributes=attributes,
             record_exception=False,
         ) as span:
@@ -519,7 +525,7 @@ class BatchWriter:
         if not batch:
             return "backed_up"
         with self._tracer.start_as_current_span(
-            "collector.backup.write",
+            BACKUP_SPAN,
             attributes={
                 "collector.spool.kind": "backup",
                 "collector.rows": len(batch),
@@ -567,7 +573,7 @@ class BatchWriter:
         self, rows: list[tuple[str, ...]], count: int, from_buffer: bool, example: str
     ) -> None:
         with self._tracer.start_as_current_span(
-            "collector.rejected.write",
+            REJECTED_SPAN,
             attributes={
                 "collector.spool.kind": "rejected",
                 "collector.rows": count,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from collector.sinks.base import PermanentSinkError, TransientSinkError
+from collector.model import TagValue
+from collector.sinks.base import PermanentSinkError, TransientSinkError, WriteResult
 from collector.telemetry.tracing import configure_tracing, exporter_names
 from tests.telemetry_support import (
     RecordingListener,
@@ -25,11 +27,11 @@ from tests.telemetry_support import (
 
 
 def _attempts(spans: tuple[ReadableSpan, ...]) -> list[ReadableSpan]:
-    found = [s for s in spans if s.name == "BATCH INSERT TAG_DATA"]
+    found = [s for s in spans if s.name == "collector.batch.write"]
     return sorted(found, key=lambda s: s.attributes["collector.batch.attempt"])  # type: ignore[index]
 
 
-def test_a_committed_batch_is_one_client_span_with_database_attributes(tmp_path: Path) -> None:
+def test_a_committed_batch_is_one_span_with_database_attributes(tmp_path: Path) -> None:
     provider, exporter = memory_tracer()
     sink, listener = ScriptedSink(reject=[3]), RecordingListener()
     rig = make_writer(tmp_path, sink, listener, tracer=provider.get_tracer("t"))
@@ -41,7 +43,7 @@ def test_a_committed_batch_is_one_client_span_with_database_attributes(tmp_path:
         rig.writer.stop(5)
     (span,) = _attempts(exporter.get_finished_spans())
     attrs = dict(span.attributes or {})
-    assert span.kind is SpanKind.CLIENT
+    assert span.kind is SpanKind.INTERNAL  # a sink's own driver spans are the CLIENT spans
     assert attrs["db.system.name"] == "sqlite"
     assert attrs["db.operation.name"] == "BATCH INSERT"
     assert attrs["db.collection.name"] == "TAG_DATA"
@@ -217,5 +219,34 @@ def test_spans_reach_an_otlp_http_endpoint_named_by_the_environment(
                 if attr.key == "service.name":
                     services.add(attr.value.string_value)
             names += [s.name for scope in resource_spans.scope_spans for s in scope.spans]
-    assert names == ["BATCH INSERT TAG_DATA"]
+    assert names == ["collector.batch.write"]
     assert services == {"line-3-collector"}
+
+
+class _TracingSink(ScriptedSink):
+    """A sink that traces its driver call, as the Oracle sink does."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        super().__init__()
+        self._tracer = tracer
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        with self._tracer.start_as_current_span("BATCH INSERT TAG_DATA", kind=SpanKind.CLIENT):
+            return super().write(batch)
+
+
+def test_a_sinks_own_client_span_nests_under_the_writers_span(tmp_path: Path) -> None:
+    provider, exporter = memory_tracer()
+    tracer = provider.get_tracer("t")
+    sink, listener = _TracingSink(tracer), RecordingListener()
+    rig = make_writer(tmp_path, sink, listener, tracer=tracer)
+    rig.writer.start()
+    try:
+        rig.buffer.put_many(values(10))
+        listener.wait_for(attempts=1)
+    finally:
+        rig.writer.stop(5)
+    (writer_span,) = _attempts(exporter.get_finished_spans())
+    (client,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert client.parent is not None and client.parent.span_id == writer_span.context.span_id
+    assert client.name != writer_span.name
