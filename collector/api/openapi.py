@@ -193,6 +193,13 @@ def openapi_document() -> dict[str, Any]:
             " Read-only; no authentication (bind it to a trusted network).",
         },
         "paths": {
+            "/": {
+                "get": {
+                    "summary": "The endpoints",
+                    "operationId": "getIndex",
+                    "responses": {"200": _json("Index", "The paths this server answers.")},
+                }
+            },
             "/api/v1/status": {
                 "get": {
                     "summary": "Buffer, writer, backups, circuit and active alerts",
@@ -248,6 +255,7 @@ def openapi_document() -> dict[str, Any]:
                 "Alert": _ALERT,
                 "Probe": _PROBE,
                 "Error": _ERROR,
+                "Index": _object({"endpoints": {"type": "array", "items": {"type": "string"}}}),
             }
         },
     }
