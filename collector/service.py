@@ -4,7 +4,8 @@ Start order: sink check, writer, intake, source. Stop order (one order, safe to 
 the source, let intake hand over what is already queued, close the buffer and let the writers
 drain it within ``writer.shutdown_timeout_s`` (what is left goes to backup), close the sink and the
 CSV files, and log the pending count and where everything went. Beside the pipeline run its
-components: telemetry (metrics, traces) and the HTTP API, started last and stopped first.
+components: telemetry (metrics, traces) and the HTTP API, started after the pipeline and stopped
+once it has drained, before the sink closes (so the drain is visible).
 """
 
 from __future__ import annotations
