@@ -274,6 +274,9 @@ def load_config(
         data = _read_yaml(Path(path))
     _apply_prefixed_env(data, env)
     _apply_oracle_env(data, env)
+    sink = data.get("sink")
+    if isinstance(sink, dict) and "type" not in sink:
+        sink["type"] = "sqlite"  # the embedded default, as when the section is absent
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
