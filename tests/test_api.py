@@ -146,3 +146,18 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_running_service_conforms_to_its_openapi_document(case: Any) -> None:
     case.call_and_validate()
+
+
+def test_liveness_fails_when_a_pipeline_thread_has_stopped(tmp_path: Path) -> None:
+    service = CollectorService(_config(tmp_path, 0))
+    service.start()
+    try:
+        assert _get(service, "/healthz")[0] == 200
+        assert service.simulator is not None
+        service.simulator.stop()  # as if the polling thread had died
+        status, _, body = _get(service, "/healthz")
+        assert status == 503
+        assert json.loads(body)["problems"] == ["thread simulator is not running"]
+        assert _get(service, "/readyz")[0] == 503
+    finally:
+        service.stop()
