@@ -113,6 +113,8 @@ def collector(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, i
     (tmp_path / "collector.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "OTEL_"))}
     env["PYTHONPATH"] = str(ROOT)
+    # Traces on (printed and thrown away), so the histograms carry trace ids as exemplars.
+    env["OTEL_TRACES_EXPORTER"] = "console"
     process = subprocess.Popen(
         [sys.executable, "-m", "collector", "run", "--config", str(tmp_path / "collector.yaml")],
         cwd=tmp_path,
@@ -215,6 +217,14 @@ def test_dashboards_and_alerts_work_against_a_real_prometheus(
     assert set(loaded) == {name for name, _ in _alert_expressions()}
     assert all(r["health"] == "ok" for r in loaded.values()), loaded
     assert prometheus.alerts() == {}, "a healthy collector raises no alert"
+    # A slow write's trace is one click away: the latency histogram's exemplars carry trace ids.
+    now = time.time()
+    params = urllib.parse.urlencode(
+        {"query": "collector_write_duration_seconds_bucket", "start": now - 60, "end": now}
+    )
+    exemplars = _get_json(f"{prometheus.url}/api/v1/query_exemplars?{params}")["data"]
+    trace_ids = {e["labels"]["trace_id"] for series in exemplars for e in series["exemplars"]}
+    assert trace_ids and all(re.fullmatch(r"[0-9a-f]{32}", t) for t in trace_ids)
 
     # The outage: another process holds SQLite's write lock, as a long maintenance transaction would.
     lock = sqlite3.connect(workdir / "tags.db", isolation_level=None)
