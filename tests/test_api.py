@@ -118,18 +118,26 @@ def test_readiness_fails_while_the_database_is_marked_down(service: CollectorSer
     assert _get(service, "/readyz")[0] == 200
 
 
-def test_a_taken_port_leaves_the_collector_collecting(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        service = CollectorService(_config(tmp_path, port))
-        with caplog.at_level(logging.CRITICAL, logger="collector.api"):
+def test_a_taken_port_leaves_the_collector_collecting(tmp_path: Path) -> None:
+    events: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            events.append(getattr(record, "collector_event", ""))
+
+    recorder = Recorder(logging.CRITICAL)
+    api_log = logging.getLogger("collector.api")
+    api_log.addHandler(recorder)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            service = CollectorService(_config(tmp_path, taken.getsockname()[1]))
             report = service.run(1.2, install_signals=False)
+    finally:
+        api_log.removeHandler(recorder)
     assert service.api is not None and service.api.port is None and service.api.error
-    assert any(getattr(r, "collector_event", "") == "api_unavailable" for r in caplog.records)
+    assert "api_unavailable" in events
     assert report.snapshot.writer.written > 0
 
 
