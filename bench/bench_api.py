@@ -1,7 +1,8 @@
 """Latency of the monitoring endpoints while the pipeline runs at the specification's load.
 
 Starts `collector run` (the simulator at 3 491 values/s into SQLite in a temporary directory),
-waits for it to be ready, then requests `/api/v1/status` and `/metrics` in turns, each on a new
+waits for it to be ready, then requests `/api/v1/status`, `/metrics` and, as the floor,
+`/healthz` in turns, each on a new
 connection, at a steady pace, and reports the latency percentiles of each, along with what the
 pipeline did meanwhile (values written per second, buffer high-water mark, overflow). The
 specification asks for answers within 500 ms (SC-006).
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENDPOINTS = ("/api/v1/status", "/metrics")
+ENDPOINTS = ("/api/v1/status", "/metrics", "/healthz")
+"""``/healthz`` does almost nothing: it is the floor (connection, request thread, scheduling)."""
 
 
 def free_port() -> int:
@@ -45,6 +47,13 @@ def get(port: int, path: str) -> tuple[int, bytes, float]:
     finally:
         conn.close()
     return response.status, body, time.perf_counter() - started
+
+
+def cpu_seconds(metrics: bytes) -> float:
+    for line in metrics.decode().splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            return float(line.split()[1])
+    raise ValueError("no process_cpu_seconds_total in /metrics")
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -93,6 +102,7 @@ def main() -> int:
                 time.sleep(0.2)
             time.sleep(args.warmup)
             before = json.loads(get(port, "/api/v1/status")[1])
+            cpu_before = cpu_seconds(get(port, "/metrics")[1])
             started = time.monotonic()
             latencies: dict[str, list[float]] = {path: [] for path in ENDPOINTS}
             sizes: dict[str, int] = {}
@@ -109,6 +119,7 @@ def main() -> int:
                 time.sleep(max(0.0, next_at - time.monotonic()))
             elapsed_s = time.monotonic() - started
             after = json.loads(get(port, "/api/v1/status")[1])
+            cpu_share = (cpu_seconds(get(port, "/metrics")[1]) - cpu_before) / elapsed_s
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(60)
@@ -120,6 +131,7 @@ def main() -> int:
         f"  wrote {written_rate:.0f}/s, buffer high-water {after['buffer']['high_water_mark']},"
         f" overflow {after['buffer']['overflow']}, balanced {after['values']['balanced']}, exit {code}"
     )
+    print(f"  collector CPU {cpu_share:.0%} of one core (requests included)")
     print(f"requests: {args.requests} per endpoint, {args.rate:g}/s in turns, a new connection each")
     print()
     print("| endpoint | body | p50 | p90 | p99 | max | mean |")
