@@ -191,17 +191,20 @@ class TagBuffer:
                 self._batch_ready.wait(max(wait, 0.0))
 
     def wait_for_spill(self, timeout_s: float) -> list[TagValue]:
-        """Wait until the buffer reaches the spill level; then take one batch of the oldest values.
+        """Wait until the buffer reaches the spill level; then take the oldest values, enough to bring
+        it one batch below that level.
 
         Returns ``[]`` on timeout or when closed. Used by the spill guard, which saves those values
-        to the backup CSV when the writers cannot keep the buffer from filling.
+        to the backup CSV when the writers cannot keep the buffer from filling; taking everything
+        above the mark at once lets one fsync cover all of it, however fast values arrive.
         """
         with self._lock:
             if len(self._items) < self._spill_level and not self._closed:
                 self._spill_needed.wait(timeout_s)
-            if self._closed or len(self._items) < self._spill_level:
+            size = len(self._items)
+            if self._closed or size < self._spill_level:
                 return []
-            return self._take_locked(self._batch_size)
+            return self._take_locked(size - self._spill_level + self._batch_size)
 
     def close(self) -> None:
         """Refuse new values and wake every waiting consumer so it can drain what is left."""

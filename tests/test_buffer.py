@@ -99,12 +99,15 @@ def test_a_full_batch_wakes_a_waiting_consumer_at_once():
     assert got == [100]
 
 
-def test_spill_level_hands_the_oldest_batch_to_the_spill_guard():
+def test_spill_level_hands_the_oldest_values_to_the_spill_guard():
     buffer = TagBuffer(100, batch_size=10, spill_level=90)
     buffer.put_many(values(0, 89))
     assert buffer.wait_for_spill(0.01) == []
     buffer.put(values(89, 1)[0])
     assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(10))
+    buffer.put_many(values(90, 15))  # 95 now: take enough to be one batch below the level
+    assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(10, 25))
+    assert len(buffer) == 80
 
 
 def test_invalid_construction_names_the_argument():

@@ -107,8 +107,8 @@ class SqliteSink:
             f"ON CONFLICT ({c.tag_name}, {c.timestamp}) DO NOTHING"
         )
         self._probe = f"SELECT {names} FROM {table} WHERE 0"
-        with self._lock:
-            self._connect()
+        # No connection yet: the file may live on a disk that is not there at start, which is an
+        # outage like any other. The first ping or write opens it.
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
