@@ -28,6 +28,7 @@ def rows(sink: SqliteSink) -> list[tuple]:
 
 
 def test_creates_its_table_in_wal_mode(sink):
+    sink.ping()  # the sink opens the file lazily, on first use
     conn = sqlite3.connect(sink.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[1] for r in conn.execute("PRAGMA index_list(TAG_DATA)")}
