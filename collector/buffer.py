@@ -88,6 +88,11 @@ class TagBuffer:
         self._high_water = 0
         self._oldest_since = 0.0
         self._closed = False
+        # Counted by hand: Condition.notify on a plain Lock costs about a microsecond even with
+        # nobody waiting, which would double the cost of every put.
+        self._batch_waiters = 0
+        self._spill_waiters = 0
+        self._wake_level = min(self._batch_size, self._spill_level)
 
     @property
     def capacity(self) -> int:
@@ -110,14 +115,19 @@ class TagBuffer:
             if self._closed:
                 raise BufferClosedError("buffer is closed")
             items = self._items
-            before = len(items)
-            if before == self._capacity:
+            size = len(items)
+            if size == self._capacity:
                 self._overflow += 1
-            elif before == 0:
-                self._oldest_since = self._clock()
+            else:
+                if size == 0:
+                    self._oldest_since = self._clock()
+                size += 1
             items.append(item)
             self._inserted += 1
-            self._after_put(len(items))
+            if size > self._high_water:
+                self._high_water = size
+            if size >= self._wake_level:
+                self._wake_locked(size)
 
     def put_many(self, batch: Iterable[TagValue]) -> int:
         """Add many values under one lock acquisition (a whole poll at once). Returns the count."""
@@ -142,11 +152,16 @@ class TagBuffer:
         return count
 
     def _after_put(self, size: int) -> None:
-        self._high_water = max(self._high_water, size)
-        if size >= self._batch_size:
+        if size > self._high_water:
+            self._high_water = size
+        if size >= self._wake_level:
+            self._wake_locked(size)
+
+    def _wake_locked(self, size: int) -> None:
+        if size >= self._batch_size and self._batch_waiters:
             # One waiter per full batch: a burst of several batches wakes several writers.
             self._batch_ready.notify(size // self._batch_size)
-        if size >= self._spill_level:
+        if size >= self._spill_level and self._spill_waiters:
             self._spill_needed.notify()
 
     def take(self, max_items: int) -> list[TagValue]:
@@ -188,7 +203,11 @@ class TagBuffer:
                     if now >= deadline:
                         return []
                     wait = min(wait, deadline - now)
-                self._batch_ready.wait(max(wait, 0.0))
+                self._batch_waiters += 1
+                try:
+                    self._batch_ready.wait(max(wait, 0.0))
+                finally:
+                    self._batch_waiters -= 1
 
     def wait_for_spill(self, timeout_s: float) -> list[TagValue]:
         """Wait until the buffer reaches the spill level; then take the oldest values, enough to bring
@@ -200,7 +219,11 @@ class TagBuffer:
         """
         with self._lock:
             if len(self._items) < self._spill_level and not self._closed:
-                self._spill_needed.wait(timeout_s)
+                self._spill_waiters += 1
+                try:
+                    self._spill_needed.wait(timeout_s)
+                finally:
+                    self._spill_waiters -= 1
             size = len(self._items)
             if self._closed or size < self._spill_level:
                 return []

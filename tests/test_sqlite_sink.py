@@ -27,8 +27,9 @@ def rows(sink: SqliteSink) -> list[tuple]:
         conn.close()
 
 
-def test_creates_its_table_in_wal_mode(sink):
-    sink.ping()  # the sink opens the file lazily, on first use
+def test_creates_its_table_in_wal_mode_on_first_use(sink):
+    assert not sink.path.exists()  # nothing is opened until the first probe or write
+    sink.ping()
     conn = sqlite3.connect(sink.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[1] for r in conn.execute("PRAGMA index_list(TAG_DATA)")}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 SQLITE_MAX_INTEGER = 2**63 - 1
 """SQLite's INTEGER is 64-bit; larger integers go to the text column rather than being rounded."""
-
-_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 # Messages SQLite gives for states that pass by themselves: another writer holds the lock, the
 # disk is full or momentarily unreadable.
@@ -69,13 +68,23 @@ def from_config(config: SqliteSinkConfig) -> SqliteSink:
     )
 
 
-def sqlite_timestamp(value: TagValue) -> str:
-    return to_utc(value.timestamp).strftime(_TIMESTAMP_FORMAT)
+def sqlite_timestamp(stamp: datetime) -> str:
+    """``2026-11-28 21:37:59.123456``: fixed width, UTC, microseconds."""
+    return to_utc(stamp).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def sqlite_row(value: TagValue) -> tuple[object, ...]:
+def sqlite_row(value: TagValue, stamps: dict[datetime, str] | None = None) -> tuple[object, ...]:
+    """The bind tuple for one value. ``stamps`` caches formatted timestamps across a batch: a poll's
+    values share one collection time, and formatting it once per poll instead of once per value is
+    most of the conversion cost."""
     number, text = split_value(value.value, max_integer=SQLITE_MAX_INTEGER)
-    return (value.tag_name, number, text, sqlite_timestamp(value), value.quality)
+    stamp = value.timestamp
+    if stamps is None:
+        return (value.tag_name, number, text, sqlite_timestamp(stamp), value.quality)
+    formatted = stamps.get(stamp)
+    if formatted is None:
+        formatted = stamps[stamp] = sqlite_timestamp(stamp)
+    return (value.tag_name, number, text, formatted, value.quality)
 
 
 class SqliteSink:
@@ -132,9 +141,10 @@ class SqliteSink:
         result = WriteResult()
         rows: list[tuple[object, ...]] = []
         positions: list[int] = []
+        stamps: dict[datetime, str] = {}
         for index, value in enumerate(batch):
             try:
-                rows.append(sqlite_row(value))
+                rows.append(sqlite_row(value, stamps))
             except (TypeError, ValueError, AttributeError) as exc:
                 result.rejected.append(RowError(index, "INVALID", str(exc)))
                 continue
