@@ -8,7 +8,6 @@ SQLite's write lock (a maintenance job's long transaction) and the database aler
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.evidence import read_ledger, reconcile, spool_keys, sqlite_keys
 from tests.telemetry_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,14 +173,6 @@ def _alert_expressions() -> list[tuple[str, str]]:
     return [(r["alert"], r["expr"]) for group in rules["groups"] for r in group["rules"]]
 
 
-def _csv_rows(paths: list[Path]) -> int:
-    total = 0
-    for path in paths:
-        with open(path, newline="", encoding="utf-8") as handle:
-            total += sum(1 for _ in csv.reader(handle)) - 1
-    return total
-
-
 def test_dashboards_and_alerts_work_against_a_real_prometheus(
     collector: tuple[subprocess.Popen[bytes], Path, int], prometheus: Prom
 ) -> None:
@@ -253,10 +245,12 @@ def test_dashboards_and_alerts_work_against_a_real_prometheus(
         lock.close()
 
     assert _stop(process) == 0
-    # Nothing was lost: every generated value is in the database or in a backup file.
-    with sqlite3.connect(workdir / "tags.db") as db:
-        (stored,) = db.execute("SELECT count(*) FROM TAG_DATA").fetchone()
-    backed_up = _csv_rows(sorted((workdir / "backup").glob("backup_*.csv")))
-    generated = _csv_rows([workdir / "ledger.csv"])
-    assert backed_up > 0
-    assert stored + backed_up == generated
+    # Nothing was lost: every generated value is in the database or in a backup file, once.
+    found = reconcile(
+        read_ledger(workdir / "ledger.csv"),
+        sqlite_keys(workdir / "tags.db"),
+        spool_keys([workdir / "backup"]),
+    )
+    assert found.in_backup_only > 0
+    assert (found.missing, found.unexpected, found.database_duplicates) == (set(), set(), 0)
+    assert found.in_database + found.in_backup_only == found.generated
