@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 from opentelemetry import trace
 
@@ -54,24 +53,10 @@ BACKUP_SPAN = "collector.backup.write"
 REJECTED_SPAN = "collector.rejected.write"
 
 
-class WriterListener(Protocol):
-    """Per-batch notifications for metrics and traces; called outside every lock."""
+class WriterListener:
+    """Per-batch notifications for metrics and traces, called outside every lock. The methods do
+    nothing here; a listener overrides the ones it needs."""
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None: ...
-
-    def batch_saved(self, size: int, destination: str, reason: str) -> None: ...
-
-    def circuit_changed(self, status: CircuitStatus) -> None: ...
-
-
-class NullListener:
     def batch_attempted(
         self,
         batch: Sequence[TagValue],
@@ -80,13 +65,13 @@ class NullListener:
         result: WriteResult | None,
         error: SinkError | None,
     ) -> None:
-        return None
+        """One call to the sink: ``result`` if it answered, ``error`` if it failed."""
 
     def batch_saved(self, size: int, destination: str, reason: str) -> None:
-        return None
+        """Values went to ``backup`` or ``rejected`` files, or were ``lost``."""
 
     def circuit_changed(self, status: CircuitStatus) -> None:
-        return None
+        """The circuit opened or closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +152,7 @@ class BatchWriter:
         self._retry = retry or RetryPolicy()
         self._worker_count = workers
         self._spill = spill
-        self._listener: WriterListener = listener or NullListener()
+        self._listener: WriterListener = listener or WriterListener()
         # The global tracer is a no-op until someone installs a TracerProvider; the service passes
         # the one it configured from the OTEL_* environment.
         self._tracer = tracer or trace.get_tracer(__name__)

@@ -60,7 +60,7 @@ class ScriptedSink:
 
 
 @dataclass
-class RecordingListener:
+class RecordingListener(WriterListener):
     """Remembers every notification and lets a test wait for the n-th one."""
 
     attempts: list[tuple[int, bool]] = field(default_factory=list)

@@ -277,3 +277,61 @@ def test_load_config_feeds_the_service(tmp_path, monkeypatch):
     assert service.simulator is None
     assert service.buffer.capacity == 10_000 and service.buffer.batch_size == 500
     service.sink.close()
+
+
+def test_overflow_is_logged_with_its_figures_at_a_limited_rate(tmp_path, caplog):
+    from tests.fakes import BlockingSink
+
+    config = make_config(
+        tmp_path, buffer={"max_size": 1_000, "spill_ratio": None, "overflow_log_interval_s": 60}
+    )
+    sink = BlockingSink()
+    service = CollectorService(config, sink=sink)
+    with caplog.at_level(logging.WARNING, logger="collector"):
+        service.start()
+        now = datetime.now(UTC)
+        for second in range(30):
+            service.data_queue.put(
+                PollingData("g", now.replace(microsecond=second), {f"T{i}": i for i in range(100)})
+            )
+        wait_until(lambda: service.buffer.stats().overflow >= 1_000)
+        time.sleep(1.5)  # the monitor checks once a second
+        for second in range(30, 40):
+            service.data_queue.put(
+                PollingData("g", now.replace(microsecond=second), {f"T{i}": i for i in range(100)})
+            )
+        time.sleep(1.5)
+        sink.release.set()
+        service.stop()
+    warnings = [r for r in caplog.records if getattr(r, "collector_event", "") == "buffer_overflow"]
+    assert len(warnings) == 1, "rate limited to one warning per interval"
+    fields = warnings[0].collector_fields  # type: ignore[attr-defined]
+    assert fields["capacity"] == 1_000 and fields["overflow_total"] >= 1_000
+    assert fields["overflow_ratio"] > 0
+
+
+def test_an_outage_is_told_in_the_log_from_first_failure_to_recovery(tmp_path, caplog):
+    config = make_config(tmp_path, writer={"probe_interval_s": 0.3, "backoff_s": [0.05], "max_retries": 1})
+    sink = SwitchableSink(SqliteSink(tmp_path / "tags.db"))
+    service = CollectorService(config, sink=sink)
+    with caplog.at_level(logging.INFO, logger="collector"):
+        service.start()
+        sink.down.set()
+        now = datetime.now(UTC)
+        service.data_queue.put(PollingData("g", now, {f"T{i}": i for i in range(600)}))
+        wait_until(lambda: service.writer.stats().circuit.state == "open")
+        sink.down.clear()
+        wait_until(lambda: service.writer.stats().circuit.state == "closed")
+        service.stop()
+    events = [getattr(r, "collector_event", "") for r in caplog.records]
+    for expected in (
+        "write_failed",
+        "write_retry",
+        "circuit_opened",
+        "backup_file_created",
+        "circuit_closed",
+        "shutdown_started",
+        "shutdown_complete",
+    ):
+        assert expected in events, expected
+    assert events.index("write_failed") < events.index("circuit_opened") < events.index("circuit_closed")

@@ -23,7 +23,7 @@ from collector.telemetry.window import RollingWindow
 from collector.writer import WriterListener
 
 
-class TelemetryListener:
+class TelemetryListener(WriterListener):
     """Observes every batch attempt once: three histograms, the 5-minute window, sink health.
 
     Called by the writer outside its locks, inside the attempt's span, so each observation can
@@ -83,8 +83,7 @@ class TelemetryListener:
         self.window.record(ok, len(batch), duration_s)
         self._last_ok = ok
 
-    def batch_saved(self, size: int, destination: str, reason: str) -> None:
-        return None  # counted in the snapshot
+    # batch_saved: nothing to do, the snapshot counts saved values.
 
     def circuit_changed(self, status: CircuitStatus) -> None:
         if status.state is CircuitState.CLOSED:
@@ -98,7 +97,7 @@ class TelemetryListener:
         return self._last_ok
 
 
-class ListenerChain:
+class ListenerChain(WriterListener):
     """Passes every notification to several listeners in order."""
 
     def __init__(self, *listeners: WriterListener) -> None:

@@ -1,0 +1,133 @@
+"""End-to-end latency at the specification's load: collection timestamp to database commit.
+
+    python3 bench/bench_latency.py [--seconds 60] [--tags 3491] [--sink sqlite|postgresql] [--workers 2]
+
+Runs the service in this process with the simulator at ``--tags`` values per second and records,
+for every value the database accepted, the time from its collection timestamp to the moment its
+batch's commit returned. Prints p50, p90, p99 and max, and the write duration per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine
+from collector.config import Config
+from collector.model import TagValue
+from collector.service import CollectorService
+from collector.sinks.base import SinkError, WriteResult
+from collector.writer import WriterListener
+
+
+class LatencyRecorder(WriterListener):
+    """A writer listener that keeps every committed value's end-to-end latency."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.durations: list[float] = []
+        self._lock = threading.Lock()
+
+    def batch_attempted(
+        self,
+        batch: Sequence[TagValue],
+        attempt: int,
+        duration_s: float,
+        result: WriteResult | None,
+        error: SinkError | None,
+    ) -> None:
+        if result is None:
+            return
+        now = datetime.now(UTC)
+        ages = [(now - value.timestamp).total_seconds() for value in batch]
+        with self._lock:
+            self.latencies.extend(ages)
+            self.durations.append(duration_s)
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def sink_section(kind: str, directory: Path) -> dict[str, Any]:
+    if kind == "postgresql":
+        table = f"bench_latency_{int(time.time())}"
+        return {
+            "type": "postgresql",
+            "dsn": "host=127.0.0.1 port=5432 dbname=test user=postgres",
+            "table": table,
+        }
+    return {"type": "sqlite", "path": str(directory / "tags.db")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tags", type=int, default=3491)
+    parser.add_argument("--sink", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    recorder = LatencyRecorder()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        config = Config.model_validate(
+            {
+                "source": {"type": "simulator", "tags": args.tags, "groups": 10},
+                "writer": {"workers": args.workers},
+                "sink": sink_section(args.sink, directory),
+                "backup": {"dir": str(directory / "backup")},
+                "api": {"enabled": False},
+                "logging": {"level": "WARNING"},
+            }
+        )
+        if args.sink == "postgresql":
+            import psycopg
+
+            from collector.sinks import schema_ddl
+
+            with psycopg.connect(config.sink.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
+                conn.execute(schema_ddl("postgresql", config.sink.table))  # type: ignore[arg-type]
+        service = CollectorService(config, listener=recorder)
+        service.start()
+        time.sleep(args.seconds)
+        report = service.stop()
+        if args.sink == "postgresql":
+            import psycopg
+
+            with psycopg.connect(config.sink.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
+                conn.execute(f"DROP TABLE {config.sink.table}")  # type: ignore[arg-type]
+    ordered = sorted(recorder.latencies)
+    durations = sorted(recorder.durations)
+    snap = report.snapshot
+    print(f"machine: {machine()}")
+    print(f"load: {args.tags} values/s for {args.seconds:.0f} s into {args.sink}, {args.workers} writers")
+    print(
+        f"values committed: {len(ordered)} (written {snap.writer.written}, backed up {snap.writer.backed_up})"
+    )
+    p50, p90, p99 = (percentile(ordered, f) for f in (0.5, 0.9, 0.99))
+    print(f"end-to-end latency: p50 {p50:.3f} s  p90 {p90:.3f} s  p99 {p99:.3f} s  max {ordered[-1]:.3f} s")
+    d50, d99 = (percentile(durations, f) * 1e3 for f in (0.5, 0.99))
+    mean = len(ordered) / max(1, len(durations))
+    batches = len(durations)
+    print(
+        f"write duration per batch: p50 {d50:.1f} ms  p99 {d99:.1f} ms"
+        f"  ({batches} batches, mean {mean:.0f} values)"
+    )
+
+
+if __name__ == "__main__":
+    main()
