@@ -1,16 +1,19 @@
-"""Throughput of the whole pipeline into SQLite against plain executemany into the same table.
+"""Throughput of the whole pipeline against plain bulk inserts into the same table, same run.
 
-    python3 bench/bench_pipeline.py [--values 300000] [--workers 2]
+    python3 bench/bench_pipeline.py [--sink sqlite|postgresql] [--values 300000] [--workers 1 2 4]
 
-Both runs write the same values to a fresh file with the same table, indexes and pragmas (WAL,
-synchronous=FULL), in batches of 500. The plain run binds ready-made rows; the pipeline run pushes
-TagValues through TagBuffer.put_many -> BatchWriter -> SqliteSink, which also converts every value.
-The ratio pipeline/plain is the figure: how much of the database's own speed the service keeps.
+Every run writes the same values, in batches of 500, one transaction per batch, into a fresh table
+with the same indexes. The plain run sends ready-made rows with the database's fastest plain path
+(SQLite: ``executemany`` with WAL and synchronous=FULL; PostgreSQL: ``COPY``, which cannot even skip
+duplicates). The pipeline run pushes TagValues through TagBuffer.put_many -> BatchWriter -> the sink,
+which also converts every value. The ratio pipeline/plain is the figure: how much of the
+database's own speed the service keeps.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 import tempfile
@@ -22,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, polls
 from collector.backup import REJECTED_HEADER, CsvSpool
 from collector.buffer import TagBuffer
+from collector.sinks.base import Sink
 from collector.sinks.sqlite import SqliteSink, ddl, sqlite_row
 from collector.writer import BatchWriter
 
@@ -49,11 +53,62 @@ def plain(path: Path, data: list[list]) -> float:
     return len(rows) / elapsed
 
 
-def pipeline(directory: Path, data: list[list], workers: int) -> float:
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+PG_COLUMNS = "tag_name, tag_value, tag_value_text, timestamp, quality"
+
+
+def plain_postgres(table: str, data: list[list]) -> float:
+    import psycopg
+
+    from collector.sinks.postgresql import pg_row
+
+    rows = [pg_row(v) for poll in data for v in poll]
+    with psycopg.connect(PG_DSN) as conn:
+        started = time.perf_counter()
+        for i in range(0, len(rows), BATCH):
+            with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({PG_COLUMNS}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                for row in rows[i : i + BATCH]:
+                    copy.write_row(row)
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[arg-type]
+    assert count is not None and count[0] == len(rows)
+    return len(rows) / elapsed
+
+
+class PostgresTable:
+    """A scratch table made with the project's own DDL, emptied between runs, dropped at the end."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        from collector.sinks import schema_ddl
+
+        self.name = f"bench_pipeline_{os.getpid()}"
+        self._conn = psycopg.connect(PG_DSN, autocommit=True)
+        self._conn.execute(schema_ddl("postgresql", self.name))  # type: ignore[arg-type]
+
+    def truncate(self) -> None:
+        self._conn.execute(f"TRUNCATE {self.name}")  # type: ignore[arg-type]
+
+    def drop(self) -> None:
+        self._conn.execute(f"DROP TABLE IF EXISTS {self.name}")  # type: ignore[arg-type]
+        self._conn.close()
+
+
+def make_sink(kind: str, directory: Path, table: str) -> Sink:
+    if kind == "postgresql":
+        from collector.sinks.postgresql import PostgresSink
+
+        return PostgresSink(PG_DSN, table=table, pool_size=5)
+    return SqliteSink(directory / "pipeline.db")
+
+
+def pipeline(directory: Path, data: list[list], workers: int, kind: str = "sqlite", table: str = "") -> float:
     total = sum(len(p) for p in data)
     buffer = TagBuffer(total + 1, batch_size=BATCH)
-    sink = SqliteSink(directory / "pipeline.db")
-    sink.ping()  # create the table before the clock starts, as the service does at start
+    sink = make_sink(kind, directory, table)
+    sink.ping()  # open the database before the clock starts, as the service does at start
     writer = BatchWriter(
         buffer,
         sink,
@@ -81,21 +136,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--sink", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--values", type=int, default=300_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
     data = polls(args.values // 100)
     print(f"machine: {machine()}")
-    print(
-        f"values: {args.values}, batch size {BATCH}, SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        base = plain(Path(tmp) / "plain.db", data)
+    if args.sink == "sqlite":
+        print(f"values: {args.values}, batch {BATCH}, SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL")
+        with tempfile.TemporaryDirectory() as tmp:
+            base = plain(Path(tmp) / "plain.db", data)
         print(f"plain executemany:        {base:>10,.0f} values/s")
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as run_dir:
                 rate = pipeline(Path(run_dir), data, workers)
             print(f"pipeline, {workers} worker(s):    {rate:>10,.0f} values/s   ratio {rate / base:.2f}")
+        return
+    table = PostgresTable()
+    try:
+        print(f"values: {args.values}, batch {BATCH}, PostgreSQL on 127.0.0.1")
+        base = plain_postgres(table.name, data)
+        print(f"plain COPY:               {base:>10,.0f} values/s")
+        for workers in args.workers:
+            table.truncate()
+            with tempfile.TemporaryDirectory() as run_dir:
+                rate = pipeline(Path(run_dir), data, workers, "postgresql", table.name)
+            print(f"pipeline, {workers} worker(s):    {rate:>10,.0f} values/s   ratio {rate / base:.2f}")
+    finally:
+        table.drop()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 from collector.logs import log_event
 from collector.model import InvalidValue, TagValue, format_timestamp
@@ -138,7 +138,7 @@ class CsvSpool:
         self._wall_clock = wall_clock
         self._clock = clock
         self._lock = threading.Lock()
-        self._file: IO[str] | None = None
+        self._file: BinaryIO | None = None
         self._path: Path | None = None
         self._dir_index = 0
         self._primary_failed_at: float | None = None
@@ -160,7 +160,7 @@ class CsvSpool:
         """Write ``rows`` durably; return the file they are in. Raises :class:`SpoolError`."""
         if not rows:
             raise ValueError("nothing to append")
-        payload = _encode(rows)
+        payload = _encode(rows).encode("utf-8")
         with self._lock:
             errors: list[str] = []
             for index in self._directory_order():
@@ -199,23 +199,12 @@ class CsvSpool:
             order = order[1:] + order[:1]
         return order
 
-    def _append_locked(self, index: int, payload: str) -> Path:
+    def _append_locked(self, index: int, payload: bytes) -> Path:
         if self._file is None or self._dir_index != index or self._file_full():
             self._close_locked()
             self._open_locked(index)
         assert self._file is not None and self._path is not None
-        handle = self._file
-        start = handle.tell()
-        try:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError:
-            # Cut the partial batch back off so the file holds only whole, counted rows.
-            with contextlib.suppress(OSError):
-                handle.truncate(start)
-                handle.flush()
-            raise
+        _write_durably(self._file, payload)
         self._last_write = self._clock()
         return self._path
 
@@ -230,7 +219,9 @@ class CsvSpool:
         for suffix in range(10_000):
             path = directory / (f"{base}.csv" if suffix == 0 else f"{base}_{suffix}.csv")
             try:
-                handle = open(path, "x", encoding="utf-8", newline="")  # noqa: SIM115 - kept open across appends
+                # Unbuffered bytes: a write that fails part-way leaves nothing in a buffer that a
+                # later flush could put back after the file has been cut to its last whole row.
+                handle = open(path, "xb", buffering=0)  # noqa: SIM115 - kept open across appends
             except FileExistsError:
                 continue
             break
@@ -238,11 +229,10 @@ class CsvSpool:
             raise OSError(errno.EEXIST, f"too many {base} files in {directory}")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            handle.write(_encode([self._header]))
-            handle.flush()
-            os.fsync(handle.fileno())
+            _write_durably(handle, _encode([self._header]).encode("utf-8"))
         except OSError:
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
             path.unlink(missing_ok=True)
             raise
         self._file, self._path, self._dir_index = handle, path, index
@@ -290,6 +280,25 @@ class CsvSpool:
                 directory=str(self._dirs[self._dir_index]),
                 using_fallback=self._dir_index > 0 and self._file is not None,
             )
+
+
+def _write_durably(handle: BinaryIO, payload: bytes) -> None:
+    """Append ``payload`` and fsync it; on failure (a full disk accepts part of a write, then
+    refuses) cut the file back to where it was, so it holds only whole, counted rows."""
+    start = handle.tell()
+    try:
+        view = memoryview(payload)
+        while view:
+            written = handle.write(view)
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+        os.fsync(handle.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(handle.fileno(), start)
+            handle.seek(start)
+        raise
 
 
 def _encode(rows: Sequence[Sequence[str]]) -> str:

@@ -174,6 +174,8 @@ class PostgresSinkConfig(_NetworkSinkBase):
     type: Literal["postgresql"] = "postgresql"
     port: Annotated[int, Field(ge=1, le=65535)] = 5432
     dbname: str | None = None
+    application_name: str = "plc-tag-collector"
+    """Shown in pg_stat_activity, so a DBA can tell the collector's connections apart."""
 
     @model_validator(mode="after")
     def _reachable(self) -> PostgresSinkConfig:

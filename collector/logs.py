@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+DRIVER_LOGGERS = ("psycopg",)
+
 _FIELDS_ATTR = "collector_fields"
 _EVENT_ATTR = "collector_event"
 
@@ -83,6 +85,14 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Database drivers' own warnings (psycopg's pool reporting a failed reconnect) in the same
+    # format, rather than as bare lines from Python's last-resort handler. Their INFO is chatty
+    # (every connection lent and returned), so they start at WARNING.
+    for name in DRIVER_LOGGERS:
+        driver = logging.getLogger(name)
+        driver.handlers[:] = [handler]
+        driver.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        driver.propagate = False
 
 
 class RateLimiter:
