@@ -342,8 +342,13 @@ def _apply_oracle_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     sink.setdefault("type", "oracle")
     if sink["type"] != "oracle":
         return
+    # The environment overrides the file; a COLLECTOR_SINK__<KEY> variable, being the more specific
+    # name, overrides the seed's ORACLE_* one.
+    prefixed = f"{ENV_PREFIX}SINK{ENV_NESTING}"
+    explicit = {name[len(prefixed) :].lower() for name in env if name.startswith(prefixed)}
     for key, value in given.items():
-        sink.setdefault(key, value)
+        if key not in explicit:
+            sink[key] = value
 
 
 def _describe(exc: ValidationError, path: Path | str | None) -> str:

@@ -19,11 +19,13 @@ MAX_TAG_NAME_LENGTH = 100
 MAX_TEXT_LENGTH = 4000
 """The text column is VARCHAR2(4000); a longer string is rejected, never truncated."""
 
-# Oracle NUMBER holds 38 significant digits and magnitudes below 1e126. Values outside are stored in
-# the text column so that nothing is silently rounded; the same rule applies to every sink so that a
-# value lands in the same column whatever the database.
+# Oracle NUMBER holds 38 significant digits and magnitudes from 1e-130 up to (not including) 1e126.
+# Values outside are stored in the text column so that nothing is silently rounded, and so that the
+# driver never refuses a value on the client (which would fail the whole batch); the same rule
+# applies to every sink so that a value lands in the same column whatever the database.
 NUMBER_MAX_DIGITS = 38
 NUMBER_MAX_MAGNITUDE = 1e126
+NUMBER_MIN_MAGNITUDE = 1e-130
 
 
 class Quality(StrEnum):
@@ -146,16 +148,22 @@ def split_value(value: TagScalar, *, max_integer: int | None = None) -> tuple[in
     """Decide which column a value goes to: ``(number, None)``, ``(None, text)`` or ``(None, None)``.
 
     Numbers that a NUMBER column holds exactly go to the number column; strings, and numbers it
-    cannot hold (NaN, infinities, more than 38 digits, magnitude of 1e126 or more), go to the text
-    column in their exact decimal spelling. Booleans are stored as 1/0. ``max_integer`` lets a
-    database with a narrower integer type (SQLite's 64-bit INTEGER) send larger integers to text.
+    cannot hold (NaN, infinities, more than 38 digits, magnitude of 1e126 or more, a non-zero
+    magnitude below 1e-130), go to the text column in their exact decimal spelling. Booleans are
+    stored as 1/0. ``max_integer`` lets a database with a narrower integer type (SQLite's 64-bit
+    INTEGER) send larger integers to text.
     """
     if value is None:
         return None, None
     kind = type(value)
     if kind is float:
         number = float(value)
-        if math.isfinite(number) and abs(number) < NUMBER_MAX_MAGNITUDE:
+        magnitude = abs(number)
+        if (
+            math.isfinite(number)
+            and magnitude < NUMBER_MAX_MAGNITUDE
+            and (magnitude >= NUMBER_MIN_MAGNITUDE or number == 0)
+        ):
             return number, None
         return None, repr(number)
     if kind is bool:

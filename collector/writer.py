@@ -43,7 +43,7 @@ from collector.circuit import CircuitBreaker, CircuitState, CircuitStatus
 from collector.logs import RateLimiter, log_event
 from collector.model import InvalidValue, TagValue
 from collector.retry import RetryPolicy
-from collector.sinks.base import Sink, SinkError, TransientSinkError, WriteResult
+from collector.sinks.base import WRITE_ATTEMPT, Sink, SinkError, TransientSinkError, WriteResult
 
 log = logging.getLogger("collector.writer")
 
@@ -368,6 +368,7 @@ class BatchWriter:
         started = self._clock()
         result: WriteResult | None = None
         error: SinkError | None = None
+        token = WRITE_ATTEMPT.set(attempt)
         try:
             result = self._sink.write(batch)
         except SinkError as exc:
@@ -378,6 +379,8 @@ class BatchWriter:
             log.exception("sink raised an unclassified error")
             error = TransientSinkError(f"{type(exc).__name__}: {exc}")
             error.__cause__ = exc
+        finally:
+            WRITE_ATTEMPT.reset(token)
         duration = self._clock() - started
         if result is not None and (result.total != len(batch) or not _indexes_valid(result, len(batch))):
             # A sink must account for every row exactly once. If it does not, nobody knows which

@@ -18,10 +18,12 @@ from typing import NamedTuple
 
 import pytest
 
+from collector.sinks import oracle
 from collector.sinks.base import Sink
 from collector.sinks.postgresql import PostgresSink
 from collector.sinks.sqlite import SQLITE_MAX_INTEGER, SqliteSink
 from tests import pg
+from tests.oracle_double import FakeOracle
 
 
 class StoredRow(NamedTuple):
@@ -115,8 +117,42 @@ def postgres_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
             sink.close()
 
 
+@contextmanager
+def oracle_double_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """The Oracle sink over the python-oracledb double (tests/oracle_double.py), writing into a
+    TAG_DATA created from the collector's own Oracle DDL."""
+    db = FakeOracle()
+    db.execute_ddl(oracle.ddl())
+    sink = oracle.OracleSink(
+        dsn="localhost:1521/FREEPDB1",
+        user="app",
+        password="app-secret",
+        driver=db,
+        call_timeout_s=10,
+        pool_wait_timeout_s=10,
+    )
+
+    def stored() -> list[StoredRow]:
+        return [
+            StoredRow(
+                str(row["TAG_NAME"]),
+                _decimal(row["TAG_VALUE"]),
+                None if row["TAG_VALUE_TEXT"] is None else str(row["TAG_VALUE_TEXT"]),
+                row["TIMESTAMP"].replace(tzinfo=UTC),  # type: ignore[union-attr]
+                str(row["QUALITY"]),
+            )
+            for row in db.rows()
+        ]
+
+    try:
+        yield Harness(sink, stored, empty_text_is_null=True)
+    finally:
+        sink.close()
+
+
 HARNESSES = [
     pytest.param(sqlite_harness, id="sqlite"),
     pytest.param(postgres_harness, id="postgresql", marks=pytest.mark.postgres),
+    pytest.param(oracle_double_harness, id="oracle-double"),
 ]
 """One entry per sink under the shared contract."""

@@ -14,6 +14,7 @@ import yaml
 
 from collector.api.openapi import openapi_document
 from collector.config import load_config
+from tests.test_compose import service_env
 
 ROOT = Path(__file__).resolve().parent.parent
 JAEGER_OTLP_HTTP_PORT = 4318
@@ -38,14 +39,18 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str]:
-    raw = service.get("environment") or {}
-    if isinstance(raw, list):
-        raw = dict(item.split("=", 1) for item in raw)
-    # ${NAME:-default} / ${NAME:?message} as compose reads them with nothing set.
-    return {
-        k: re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-?]([^}]*))?\}", lambda m: m.group(1) or "", str(v))
-        for k, v in raw.items()
-    }
+    """The service's environment as compose gives it with the values of .env.example."""
+    return service_env(service, read_env_example())
+
+
+def read_env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for raw in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
 
 
 def _flag(command: list[str], name: str) -> str:

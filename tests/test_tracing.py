@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -24,6 +29,8 @@ from tests.telemetry_support import (
     memory_tracer,
     values,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _attempts(spans: tuple[ReadableSpan, ...]) -> list[ReadableSpan]:
@@ -250,3 +257,44 @@ def test_a_sinks_own_client_span_nests_under_the_writers_span(tmp_path: Path) ->
     (client,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
     assert client.parent is not None and client.parent.span_id == writer_span.context.span_id
     assert client.name != writer_span.name
+
+
+_GLOBAL_SCRIPT = """
+import json, sys
+from opentelemetry import trace
+from collector.telemetry.tracing import configure_tracing
+
+sink_tracer = trace.get_tracer("a.sink")  # taken at construction, before tracing is configured
+tracing = configure_tracing()
+tracing.install_globally()
+with tracing.tracer.start_as_current_span("collector.batch.write"):
+    with sink_tracer.start_as_current_span("BATCH INSERT TAG_DATA"):
+        pass
+tracing.shutdown()
+"""
+
+
+def test_installed_globally_a_sinks_spans_are_exported_with_the_writers(tmp_path: Path) -> None:
+    # In a process of its own: the global provider can be set only once per process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(PYTHONPATH=str(ROOT), OTEL_TRACES_EXPORTER="console")
+    result = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_SCRIPT],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    spans = {span["name"]: span for span in _json_objects(result.stdout)}
+    writer, sink = spans["collector.batch.write"], spans["BATCH INSERT TAG_DATA"]
+    assert sink["parent_id"] == writer["context"]["span_id"]
+    assert sink["context"]["trace_id"] == writer["context"]["trace_id"]
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    decoder, found, index = json.JSONDecoder(), [], 0
+    while (start := text.find("{", index)) != -1:
+        obj, index = decoder.raw_decode(text, start)
+        found.append(obj)
+    return found

@@ -8,6 +8,7 @@ Each database is one module behind this Protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -94,6 +95,11 @@ class WriteResult:
     @property
     def total(self) -> int:
         return self.written + self.duplicates + len(self.rejected)
+
+
+WRITE_ATTEMPT: ContextVar[int] = ContextVar("collector_write_attempt", default=1)
+"""The writer's attempt number (1 = first try) for the batch a sink is writing, set around each
+:meth:`Sink.write` call, so that a sink can put it on its own trace span without a wider signature."""
 
 
 @runtime_checkable

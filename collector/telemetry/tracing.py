@@ -38,6 +38,13 @@ class Tracing:
     provider: TracerProvider | None = None
     exporters: tuple[str, ...] = ()
 
+    def install_globally(self) -> None:
+        """Make this provider the process's global one, so that spans made through
+        ``trace.get_tracer`` (a sink's driver spans) are exported with the writer's. Only for the
+        process that owns tracing (``collector run``); an embedding application keeps its own."""
+        if self.provider is not None:
+            trace.set_tracer_provider(self.provider)
+
     def shutdown(self) -> None:
         """Export what is pending and release the exporters. Safe to call twice."""
         if self.provider is not None:

@@ -1,0 +1,467 @@
+"""Oracle sink: python-oracledb in thin mode (FR-006), a fixed pool of 5 (FR-007), one
+``executemany`` per batch (FR-008) with batch errors, and an explicit commit.
+
+Binding traps the sink avoids, each with a test against the driver double:
+
+- a ``datetime`` binds as DATE unless told otherwise, silently dropping the microseconds (and
+  folding readings of one second into duplicates): the timestamp is declared TIMESTAMP with
+  ``setinputsizes`` and bound as naive UTC, since thin mode ignores ``tzinfo``;
+- the driver refuses NaN, infinities and numbers beyond NUMBER's range on the client, which fails
+  the whole call whether batch errors are on or not: such values are routed before binding (to
+  the text column, or rejected with the reason when the table has none);
+- one bind column cannot mix numbers and strings: numbers and text have their own columns and
+  each is declared with its type; booleans are 1/0.
+
+The pool is created on first use, so the sink can be built while the database is down (the
+service then starts with the circuit open and probes). Connections that the driver reports dead
+are dropped from the pool instead of being handed to the next batch. Every call has a deadline:
+``tcp_connect_timeout`` for new connections, ``call_timeout`` for each round trip, and the pool
+wait for a free connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import oracledb
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from collector.logs import log_event
+from collector.model import MAX_TAG_NAME_LENGTH, MAX_TEXT_LENGTH, TagValue, split_value, to_utc
+from collector.sinks.base import (
+    WRITE_ATTEMPT,
+    ColumnSpec,
+    PermanentSinkError,
+    RowError,
+    SinkError,
+    TransientSinkError,
+    WriteResult,
+)
+from collector.sinks.oracle_errors import (
+    Disposition,
+    OracleFailure,
+    as_error_object,
+    classify_exception,
+    classify_row_error,
+)
+from collector.sinks.oracle_schema import (
+    QUALITY_LENGTH,
+    ColumnInfo,
+    TableLayout,
+    TableName,
+    ValueMode,
+    check_columns,
+    ddl,
+    dictionary_query,
+)
+
+if TYPE_CHECKING:
+    from collector.config import OracleSinkConfig
+
+__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl", "from_config"]
+
+log = logging.getLogger("collector.sinks.oracle")
+
+OPERATION = "BATCH INSERT"
+"""``db.operation.name`` of the span around each batch."""
+
+NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
+INVALID = "INVALID"
+
+
+def from_config(
+    config: OracleSinkConfig, *, driver: Any = None, tracer: trace.Tracer | None = None
+) -> OracleSink:
+    """The sink the configuration describes; ``driver`` and ``tracer`` as for :class:`OracleSink`."""
+    password = config.secret()
+    if password is None:  # the configuration already requires one; keep mypy and a reader sure
+        raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
+    return OracleSink(
+        dsn=config.connect_string(),
+        user=config.user or "",
+        password=password,
+        table=config.table,
+        columns=ColumnSpec(**config.columns.model_dump()),
+        pool_size=config.pool_size,
+        connect_timeout_s=config.connect_timeout_s,
+        call_timeout_s=config.call_timeout_s,
+        pool_wait_timeout_s=config.pool_wait_timeout_s,
+        server_address=None if config.dsn else config.host,
+        server_port=None if config.dsn else config.port,
+        namespace=None if config.dsn else config.service_name,
+        driver=driver,
+        tracer=tracer,
+    )
+
+
+def _server_of(dsn: str) -> tuple[str | None, int | None, str | None]:
+    """Host, port and service of an Easy Connect string (``host[:port]/service``), for the span."""
+    match = re.match(r"^(?:\w+://)?([\w.\-]+)(?::(\d+))?/([\w.\-$#]+)", dsn.strip())
+    if match is None:
+        return None, None, None
+    host, port, service = match.groups()
+    return host, int(port) if port else None, service
+
+
+def bind_rows(
+    batch: Sequence[TagValue], layout: TableLayout, rejected: list[RowError]
+) -> tuple[list[tuple[object, ...]], list[int]]:
+    """The bind rows for ``batch`` in ``layout``'s column order, and each row's index in the batch.
+
+    Values that cannot be bound without the driver refusing the whole call, or that the table
+    cannot hold, are appended to ``rejected`` with the reason instead.
+    """
+    rows: list[tuple[object, ...]] = []
+    positions: list[int] = []
+    mode = layout.mode
+    for index, value in enumerate(batch):
+        try:
+            number, text = split_value(value.value)
+            # Thin mode ignores tzinfo: bind the UTC wall-clock time, naive.
+            stamp = to_utc(value.timestamp).replace(tzinfo=None)
+        except (TypeError, ValueError, AttributeError) as exc:
+            rejected.append(RowError(index, INVALID, str(exc)))
+            continue
+        if mode is ValueMode.SPLIT:
+            row: tuple[object, ...] = (value.tag_name, number, text, stamp, str(value.quality))
+        elif mode is ValueMode.TEXT_ONLY:
+            spelled = text if number is None else _spell(number)
+            row = (value.tag_name, spelled, stamp, str(value.quality))
+        else:
+            if text is not None:
+                rejected.append(
+                    RowError(
+                        index,
+                        NO_TEXT_COLUMN,
+                        f"table {layout.table} has no text column for the value {text[:100]!r}",
+                    )
+                )
+                continue
+            row = (value.tag_name, number, stamp, str(value.quality))
+        rows.append(row)
+        positions.append(index)
+    return rows, positions
+
+
+def _spell(number: int | float) -> str:
+    return repr(number) if type(number) is float else str(number)
+
+
+class OracleSink:
+    """Writes batches to an Oracle table through a python-oracledb connection pool.
+
+    ``driver`` is the module that provides ``create_pool`` (python-oracledb itself unless a test
+    passes its double); ``tracer`` defaults to ``trace.get_tracer(__name__)``. Safe to call from
+    several writer threads at once: each write holds its own pooled connection.
+    """
+
+    system_name = "oracle.db"
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        user: str,
+        password: str,
+        table: str = "TAG_DATA",
+        columns: ColumnSpec | None = None,
+        pool_size: int = 5,
+        connect_timeout_s: float = 5.0,
+        call_timeout_s: float = 10.0,
+        pool_wait_timeout_s: float = 5.0,
+        driver: Any = None,
+        tracer: trace.Tracer | None = None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        self.table = table
+        self._target = TableName.parse(table)
+        self._columns = columns or ColumnSpec()
+        for name in self._columns.names():
+            TableName.parse(name)  # validates each column name as an identifier
+        self._dsn = dsn
+        self._user = user
+        self._password = password
+        self._pool_size = pool_size
+        self._connect_timeout_s = connect_timeout_s
+        self._call_timeout_ms = max(1, round(call_timeout_s * 1000))
+        self._pool_wait_ms = max(1, round(pool_wait_timeout_s * 1000))
+        self._driver: Any = driver if driver is not None else oracledb
+        self._tracer = tracer if tracer is not None else trace.get_tracer(__name__)
+        self._span_attributes: dict[str, str | int] = {
+            "db.system.name": self.system_name,
+            "db.operation.name": OPERATION,
+            "db.collection.name": str(self._target),
+        }
+        parsed_address, parsed_port, parsed_service = _server_of(dsn)
+        for key, value in (
+            ("server.address", server_address or parsed_address),
+            ("server.port", server_port or parsed_port),
+            ("db.namespace", namespace or parsed_service),
+        ):
+            if value:
+                self._span_attributes[key] = value
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._closed = False
+        self._layout: TableLayout | None = None
+
+    # ------------------------------------------------------------------ connections
+
+    def _get_pool(self) -> Any:
+        with self._lock:
+            if self._closed:
+                raise TransientSinkError("the Oracle sink is closed", code="DPY-1002")
+            if self._pool is None:
+                try:
+                    self._pool = self._driver.create_pool(
+                        user=self._user,
+                        password=self._password,
+                        dsn=self._dsn,
+                        min=self._pool_size,
+                        max=self._pool_size,
+                        increment=1,
+                        getmode=oracledb.POOL_GETMODE_TIMEDWAIT,
+                        wait_timeout=self._pool_wait_ms,
+                        tcp_connect_timeout=self._connect_timeout_s,
+                    )
+                except oracledb.Error as exc:
+                    raise self._failed(exc) from exc
+            return self._pool
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """A pooled connection with the call timeout set; on an error the transaction is rolled
+        back, a dead session is dropped from the pool, and the error is raised as a SinkError."""
+        pool = self._get_pool()
+        try:
+            conn = pool.acquire()
+        except oracledb.Error as exc:
+            raise self._failed(exc) from exc
+        dead = False
+        try:
+            # Set on every acquire: some driver versions reset it after an idle ping.
+            conn.call_timeout = self._call_timeout_ms
+            yield conn
+        except (oracledb.Error, _BatchAborted) as exc:
+            failure = exc.failure if isinstance(exc, _BatchAborted) else classify_exception(exc)
+            dead = failure.session_dead
+            if not dead:
+                _quietly(conn.rollback)
+            raise self._sink_error(failure) from exc
+        except BaseException:
+            _quietly(conn.rollback)
+            raise
+        finally:
+            if dead:
+                _quietly(lambda: pool.drop(conn))
+            else:
+                _quietly(lambda: pool.release(conn))
+
+    def _failed(self, exc: BaseException) -> SinkError:
+        return self._sink_error(classify_exception(exc))
+
+    def _sink_error(self, failure: OracleFailure) -> SinkError:
+        if failure.disposition is Disposition.PERMANENT:
+            # The schema or the grants may have changed: read the dictionary again next time.
+            self._layout = None
+        if failure.session_dead and failure.driver_code in _STALE_SESSION_CODES:
+            return StaleSessionError(failure.message, code=failure.code)
+        return failure.sink_error()
+
+    # ------------------------------------------------------------------ schema
+
+    def _read_layout(self, conn: Any) -> TableLayout:
+        sql, binds = dictionary_query(self._target)
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, binds)
+            infos = [ColumnInfo.from_row(row) for row in cursor.fetchall()]
+            layout = check_columns(self.table, self._columns, infos)
+            # Parsing the exact INSERT catches what the dictionary does not show: a missing
+            # INSERT grant, a column the user cannot see.
+            cursor.parse(layout.insert_sql)
+        finally:
+            _quietly(cursor.close)
+        if layout != self._layout:
+            for warning in layout.warnings:
+                log_event(log, logging.WARNING, "oracle_table_warning", warning, table=str(self._target))
+            log_event(
+                log,
+                logging.INFO,
+                "oracle_table_checked",
+                "target table checked",
+                table=str(self._target),
+                mode=layout.mode.value,
+                columns=",".join(layout.columns),
+            )
+        self._layout = layout
+        return layout
+
+    def _current_layout(self, conn: Any) -> TableLayout:
+        layout = self._layout
+        return layout if layout is not None else self._read_layout(conn)
+
+    @property
+    def layout(self) -> TableLayout | None:
+        """The layout the last check found (None before the first check or after a permanent
+        error); the status API and tests read it."""
+        return self._layout
+
+    # ------------------------------------------------------------------ the Sink protocol
+
+    def ping(self) -> None:
+        """Reachable, logged in, and the table has the columns the collector writes."""
+        with self._session() as conn:
+            try:
+                self._read_layout(conn)
+            except PermanentSinkError:
+                self._layout = None
+                raise
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        # A pooled session can be dead without the pool knowing (the database restarted, the
+        # session was killed): that costs one quick error, so try the next session at once
+        # rather than spend one of the writer's retries (and seconds of backoff) on each.
+        stale_left = self._pool_size
+        while True:
+            try:
+                return self._write_once(batch)
+            except StaleSessionError:
+                if stale_left == 0:
+                    raise
+                stale_left -= 1
+
+    def _write_once(self, batch: Sequence[TagValue]) -> WriteResult:
+        result = WriteResult()
+        if not batch:
+            return result
+        with self._session() as conn:
+            layout = self._current_layout(conn)
+            rows, positions = bind_rows(batch, layout, result.rejected)
+            if rows:
+                self._insert(conn, layout, rows, positions, result)
+        return result
+
+    def _insert(
+        self,
+        conn: Any,
+        layout: TableLayout,
+        rows: list[tuple[object, ...]],
+        positions: list[int],
+        result: WriteResult,
+    ) -> None:
+        with self._tracer.start_as_current_span(
+            f"{OPERATION} {self._target}",
+            kind=SpanKind.CLIENT,
+            attributes=self._span_attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            span.set_attribute("db.operation.batch.size", len(rows))
+            span.set_attribute("collector.write.attempt", WRITE_ATTEMPT.get())
+            try:
+                duplicates, refused = self._execute(conn, layout, rows, positions)
+            except oracledb.Error as exc:
+                _mark_failed(span, classify_exception(exc))
+                raise
+            except _BatchAborted as exc:
+                _mark_failed(span, exc.failure)
+                raise
+            result.duplicates = duplicates
+            result.rejected.extend(refused)
+            result.rejected.sort(key=lambda error: error.index)
+            result.written = len(rows) - duplicates - len(refused)
+            span.set_attribute("collector.rows.written", result.written)
+            span.set_attribute("collector.rows.duplicate", duplicates)
+            span.set_attribute("collector.rows.rejected", len(result.rejected))
+            if refused:
+                span.set_attribute("collector.rows.error_codes", sorted({e.code for e in refused}))
+
+    def _execute(
+        self, conn: Any, layout: TableLayout, rows: list[tuple[object, ...]], positions: list[int]
+    ) -> tuple[int, list[RowError]]:
+        """One executemany with batch errors, then commit. Returns the duplicates and the rows the
+        database refused; raises (after rolling back) if a batch error says the database, not the
+        row, is in trouble, so that nothing is committed piecemeal."""
+        cursor = conn.cursor()
+        try:
+            cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
+            cursor.executemany(layout.insert_sql, rows, batcherrors=True)
+            batch_errors = cursor.getbatcherrors()
+        finally:
+            _quietly(cursor.close)
+        duplicates = 0
+        refused: list[RowError] = []
+        for raw in batch_errors:
+            error = as_error_object(raw)
+            failure = classify_row_error(error)
+            if failure.disposition is Disposition.DUPLICATE:
+                duplicates += 1
+            elif failure.disposition is Disposition.REJECT:
+                refused.append(RowError(positions[error.offset], failure.code, failure.message))
+            else:
+                raise _BatchAborted(failure)
+        conn.commit()
+        return duplicates, refused
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._closed = True
+        if pool is not None:
+            _quietly(lambda: pool.close(force=True))
+
+
+class StaleSessionError(TransientSinkError):
+    """The pooled session was already dead (closed by the database or the network); another
+    session may well be alive. A call that timed out is not one of these: it says the database
+    or the network is not answering, and trying again at once would only wait again."""
+
+
+_STALE_SESSION_CODES = frozenset({"DPY-4011", "DPY-1001"})
+
+
+class _BatchAborted(Exception):
+    """A batch error said the database, not the row, is in trouble: roll the batch back."""
+
+    def __init__(self, failure: OracleFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+_INPUT_SIZES: dict[str, object] = {
+    "name": MAX_TAG_NAME_LENGTH,
+    "number": oracledb.DB_TYPE_NUMBER,
+    "text": MAX_TEXT_LENGTH,
+    "timestamp": oracledb.DB_TYPE_TIMESTAMP,
+    "quality": QUALITY_LENGTH,
+}
+"""``setinputsizes`` per bind kind: an int is a VARCHAR2 of that many characters; NUMBER and
+TIMESTAMP are declared so that a batch whose first values are None still binds the right type,
+and so that a datetime is never sent as DATE."""
+
+
+def _mark_failed(span: trace.Span, failure: OracleFailure) -> None:
+    # The database conventions: the Oracle error number as the status code, and as error.type.
+    span.set_attribute("db.response.status_code", failure.code)
+    span.set_attribute("error.type", failure.code)
+    span.set_attribute("collector.error.disposition", failure.disposition.value)
+    span.set_status(Status(StatusCode.ERROR, failure.message))
+
+
+def _quietly(action: Any) -> None:
+    """Run a clean-up step whose failure must not hide the error being raised."""
+    try:
+        action()
+    except Exception:
+        log.debug("clean-up step failed", exc_info=True)
