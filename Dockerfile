@@ -1,5 +1,10 @@
-# The collector service image (minimal: the package and its command).
+# The collector service image: the package and its command. The HTTP API (metrics, status, health)
+# listens on all interfaces inside the container; publish it on a trusted address only.
 FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -11,6 +16,11 @@ RUN pip install --no-cache-dir . \
 
 USER collector
 WORKDIR /var/lib/collector
+ENV COLLECTOR_API__HOST=0.0.0.0 \
+    COLLECTOR_API__PORT=9108
 EXPOSE 9108
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2)"]
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["collector"]
 CMD ["run"]

@@ -139,6 +139,8 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     except (SinkError, OSError) as exc:
         log_event(log, logging.CRITICAL, "startup_failed", "cannot open the sink", error=str(exc))
         return EXIT_STARTUP
+    # This process owns tracing: a sink's own spans (trace.get_tracer) go where the writer's go.
+    service.telemetry.tracing.install_globally()
     try:
         service.run(args.duration)
     except StartupError as exc:

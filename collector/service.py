@@ -3,7 +3,9 @@
 Start order: sink check, writer, intake, source. Stop order (one order, safe to call twice): stop
 the source, let intake hand over what is already queued, close the buffer and let the writers
 drain it within ``writer.shutdown_timeout_s`` (what is left goes to backup), close the sink and the
-CSV files, and log the pending count and where everything went.
+CSV files, and log the pending count and where everything went. Beside the pipeline run its
+components: telemetry (metrics, traces) and the HTTP API, started after the pipeline and stopped
+once it has drained, before the sink closes (so the drain is visible).
 """
 
 from __future__ import annotations
@@ -18,15 +20,20 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
+from collector import __version__
+from collector.api import ApiApp, ApiServer, ServiceInfo
 from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
 from collector.buffer import TagBuffer
+from collector.circuit import CircuitState
 from collector.config import Config
+from collector.inventory import Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
 from collector.sources.intake import Intake, QueueSource
 from collector.sources.simulator import Simulator, split_tags
 from collector.stats import Snapshot
+from collector.telemetry import ListenerChain, Telemetry
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -63,6 +70,7 @@ class CollectorService:
         data_queue: queue.Queue[object] | None = None,
         sink: Sink | None = None,
         listener: WriterListener | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config = config
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
@@ -88,7 +96,13 @@ class CollectorService:
             idle_close_s=backup_cfg.idle_close_s,
         )
         self.sink = sink if sink is not None else build_sink(config.sink)
-        self.listener: WriterListener = listener or WriterListener()
+        # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.listener: WriterListener = (
+            ListenerChain(self.telemetry.listener, listener)
+            if listener is not None
+            else self.telemetry.listener
+        )
         self.writer = BatchWriter(
             self.buffer,
             self.sink,
@@ -100,6 +114,7 @@ class CollectorService:
             probe_interval_s=writer_cfg.probe_interval_s,
             spill=spill_level is not None,
             listener=self.listener,
+            tracer=self.telemetry.tracer,
         )
         self.intake = Intake(
             self.buffer, self.writer.reject_invalid, naive_is_utc=config.source.naive_timestamps == "utc"
@@ -123,7 +138,14 @@ class CollectorService:
                 seed=source_cfg.seed,
                 ledger=source_cfg.ledger,
             )
-        self.components: list[Component] = []
+        self.components: list[Component] = [self.telemetry]
+        self.telemetry.watch(
+            self.snapshot, self.inventory, build_info={"version": __version__, "sink": config.sink.type}
+        )
+        self.api: ApiServer | None = None
+        if config.api.enabled:
+            self.api = ApiServer(ApiApp(self, self.telemetry), config.api.host, config.api.port)
+            self.components.append(self.api)
         self._monitor_stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
         self._overflow_log = RateLimiter(buffer_cfg.overflow_log_interval_s)
@@ -132,6 +154,7 @@ class CollectorService:
         self._last_overflow_at = time.monotonic()
         self._started = False
         self._stopped: ShutdownReport | None = None
+        self._stopping = False
         self._stop_lock = threading.Lock()
         self.started_at: float | None = None
 
@@ -159,6 +182,7 @@ class CollectorService:
             buffer_capacity=self.buffer.capacity,
             batch_size=self.buffer.batch_size,
             workers=self.config.writer.workers,
+            api=self.api.url if self.api is not None else None,
         )
 
     def _check_sink(self) -> None:
@@ -182,6 +206,7 @@ class CollectorService:
         with self._stop_lock:
             if self._stopped is not None:
                 return self._stopped
+            self._stopping = True
             if self.simulator is not None:
                 self.simulator.stop()
             self.source.stop()
@@ -253,6 +278,44 @@ class CollectorService:
             backup=self.backup.stats(),
             rejected_files=self.rejected.stats(),
         )
+
+    def inventory(self) -> Inventory:
+        """The backup and rejected files waiting in the backup directories."""
+        return scan(self.backup.directories)
+
+    def service_info(self) -> ServiceInfo:
+        state = "stopping" if self._stopping else "running" if self._started else "starting"
+        return ServiceInfo(
+            version=__version__,
+            sink=self.config.sink.type,
+            table=self.sink.table,
+            source=self.config.source.type,
+            started_at=self.started_at,
+            state=state,
+        )
+
+    def liveness(self) -> list[str]:
+        """Why the service is not alive (a pipeline thread died); empty when it is."""
+        if not self._started or self._stopping:
+            return []  # threads not started yet, or ending on purpose
+        threads = [*self.writer.threads, self.source.thread]
+        if self.simulator is not None:
+            threads.append(self.simulator.thread)
+        return [f"thread {t.name} is not running" for t in threads if not t.is_alive()]
+
+    def readiness(self) -> list[str]:
+        """Why the service cannot write to the database now; empty when it can."""
+        if self._stopping:
+            return ["shutting down"]
+        if not self._started:
+            return ["starting"]
+        problems = self.liveness()
+        circuit = self.writer.circuit.status()
+        if circuit.state is CircuitState.OPEN:
+            problems.append(f"database unavailable: {circuit.reason}")
+        elif not self.telemetry.listener.sink_ok:
+            problems.append("the last write failed; retrying")
+        return problems
 
     def _run_monitor(self) -> None:
         while not self._monitor_stop.wait(MONITOR_INTERVAL_S):

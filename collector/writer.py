@@ -17,6 +17,11 @@ Every value taken from the buffer ends in exactly one of: written, duplicate, re
 lost (no backup directory could take it); until then it is in flight. :meth:`BatchWriter.stats`
 reads all of these together with the buffer's counters under one lock, so the accounting identity
 holds exactly in every snapshot.
+
+Every attempt runs in an OpenTelemetry span (``collector.batch.write``, with the database
+attributes); a retry joins the first attempt's trace, and the backup write that follows the last
+failure is a child of that attempt. Only the OpenTelemetry API is used: with no TracerProvider
+installed the spans cost next to nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from opentelemetry import trace
 
 from collector.backup import CsvSpool, SpoolError, backup_rows, invalid_rows, rejected_rows
 from collector.buffer import TagBuffer
@@ -39,6 +46,11 @@ from collector.retry import RetryPolicy
 from collector.sinks.base import WRITE_ATTEMPT, Sink, SinkError, TransientSinkError, WriteResult
 
 log = logging.getLogger("collector.writer")
+
+BATCH_SPAN = "collector.batch.write"
+"""The span of one write attempt; retries are its children, the backup write a grandchild."""
+BACKUP_SPAN = "collector.backup.write"
+REJECTED_SPAN = "collector.rejected.write"
 
 
 class WriterListener:
@@ -104,6 +116,8 @@ class _Retry:
     batch: list[TagValue]
     attempts: int
     error: str
+    trace_parent: trace.SpanContext | None = field(default=None, compare=False)
+    """The first attempt's span: retries join its trace, so one trace shows the batch's story."""
 
 
 class BatchWriter:
@@ -122,6 +136,7 @@ class BatchWriter:
         probe_interval_s: float = 5.0,
         spill: bool = True,
         listener: WriterListener | None = None,
+        tracer: trace.Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -138,6 +153,9 @@ class BatchWriter:
         self._worker_count = workers
         self._spill = spill
         self._listener: WriterListener = listener or WriterListener()
+        # The global tracer is a no-op until someone installs a TracerProvider; the service passes
+        # the one it configured from the OTEL_* environment.
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._clock = clock
         self._wall_clock = wall_clock
         self.circuit = CircuitBreaker(probe_interval_s, clock=clock, wall_clock=wall_clock)
@@ -308,9 +326,45 @@ class BatchWriter:
             size=len(item.batch),
             previous_error=item.error,
         )
-        self._attempt(item.batch, item.attempts + 1)
+        self._attempt(item.batch, item.attempts + 1, item.trace_parent)
 
-    def _attempt(self, batch: list[TagValue], attempt: int) -> None:
+    def _attempt(
+        self, batch: list[TagValue], attempt: int, trace_parent: trace.SpanContext | None = None
+    ) -> None:
+        # One span per attempt, with the OpenTelemetry database attributes. It is the writer's view
+        # (attempt, outcome, where the batch went); a sink that traces its driver calls adds its
+        # own CLIENT span ("BATCH INSERT <table>") beneath it, so the names never repeat. It is
+        # current while the listener runs, so metrics can attach its trace id as an exemplar.
+        parent = None
+        if trace_parent is not None and trace_parent.is_valid:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(trace_parent))
+        attributes: dict[str, str | int] = {
+            "db.system.name": self._sink.system_name,
+            "db.operation.name": "BATCH INSERT",
+            "db.collection.name": self._sink.table,
+            "collector.batch.attempt": attempt,
+            "collector.batch.size": len(batch),
+        }
+        if len(batch) > 1:  # the conventions reserve batch.size for real batches
+            attributes["db.operation.batch.size"] = len(batch)
+        with self._tracer.start_as_current_span(
+            BATCH_SPAN,
+            context=parent,
+            kind=trace.SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+        ) as span:
+            outcome = self._attempt_in_span(batch, attempt, span, trace_parent)
+            span.set_attribute("collector.batch.outcome", outcome)
+
+    def _attempt_in_span(
+        self,
+        batch: list[TagValue],
+        attempt: int,
+        span: trace.Span,
+        trace_parent: trace.SpanContext | None,
+    ) -> str:
+        """Write the batch once; returns where it went: written, retry, backed_up or lost."""
         started = self._clock()
         result: WriteResult | None = None
         error: SinkError | None = None
@@ -324,6 +378,7 @@ class BatchWriter:
             # then the backup CSV keep the data safe, and keep the traceback for the operator.
             log.exception("sink raised an unclassified error")
             error = TransientSinkError(f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
         finally:
             WRITE_ATTEMPT.reset(token)
         duration = self._clock() - started
@@ -334,12 +389,14 @@ class BatchWriter:
                 f"sink accounted for {result.total} of {len(batch)} rows", code="SINK_MISCOUNT"
             )
             result = None
+        if span.is_recording():
+            _describe_attempt(span, result, error)
         self._listener.batch_attempted(batch, attempt, duration, result, error)
         if result is not None:
             self._settle(batch, result)
-            return
+            return "written"
         assert error is not None
-        self._failed(batch, attempt, error)
+        return self._failed(batch, attempt, error, trace_parent or span.get_span_context())
 
     def _settle(self, batch: list[TagValue], result: WriteResult) -> None:
         refused = [(batch[e.index], e.code, e.message) for e in result.rejected]
@@ -353,7 +410,9 @@ class BatchWriter:
         if result.duplicates:
             log_event(log, logging.INFO, "duplicates_skipped", duplicates=result.duplicates, size=len(batch))
 
-    def _failed(self, batch: list[TagValue], attempt: int, error: SinkError) -> None:
+    def _failed(
+        self, batch: list[TagValue], attempt: int, error: SinkError, trace_parent: trace.SpanContext
+    ) -> str:
         description = error.describe()
         with self._lock:
             self._attempts_failed += 1
@@ -371,20 +430,21 @@ class BatchWriter:
         )
         if not error.transient:
             self._open_circuit(f"permanent error: {description}", permanent=True)
-            self._save(batch, description)
-            return
+            return self._save(batch, description)
         delay = None if stopping else self._retry.delay_after(attempt)
         if delay is None:
             if not stopping:
                 self._open_circuit(f"retries exhausted: {description}", permanent=False)
-            self._save(batch, description)
-            return
+            return self._save(batch, description)
         with self._lock:
             heapq.heappush(
                 self._retry_queue,
-                _Retry(self._clock() + delay, next(self._retry_seq), batch, attempt, description),
+                _Retry(
+                    self._clock() + delay, next(self._retry_seq), batch, attempt, description, trace_parent
+                ),
             )
             self._retry_values += len(batch)
+        return "retry"
 
     def _open_circuit(self, reason: str, *, permanent: bool) -> None:
         if self.circuit.trip(reason, permanent=permanent):
@@ -452,30 +512,45 @@ class BatchWriter:
 
     # ------------------------------------------------------------------ where values end up
 
-    def _save(self, batch: list[TagValue], reason: str) -> None:
-        """Put a batch taken from the buffer into the backup CSV (FR-011), or count it lost."""
+    def _save(self, batch: list[TagValue], reason: str) -> str:
+        """Put a batch taken from the buffer into the backup CSV (FR-011), or count it lost.
+        Returns ``backed_up`` or ``lost``."""
         if not batch:
-            return
-        try:
-            path = self._backup.append(backup_rows(batch, datetime.fromtimestamp(self._wall_clock(), UTC)))
-        except SpoolError as exc:
+            return "backed_up"
+        with self._tracer.start_as_current_span(
+            BACKUP_SPAN,
+            attributes={
+                "collector.spool.kind": "backup",
+                "collector.rows": len(batch),
+                "collector.reason": reason,
+            },
+            record_exception=False,
+        ) as span:
+            try:
+                path = self._backup.append(
+                    backup_rows(batch, datetime.fromtimestamp(self._wall_clock(), UTC))
+                )
+            except SpoolError as exc:
+                _spool_failed(span, exc)
+                with self._lock:
+                    self._lost += len(batch)
+                log_event(
+                    log,
+                    logging.CRITICAL,
+                    "values_lost",
+                    "backup failed: values lost",
+                    count=len(batch),
+                    error=str(exc),
+                )
+                self._listener.batch_saved(len(batch), "lost", reason)
+                return "lost"
+            span.set_attribute("collector.spool.file", str(path))
             with self._lock:
-                self._lost += len(batch)
-            log_event(
-                log,
-                logging.CRITICAL,
-                "values_lost",
-                "backup failed: values lost",
-                count=len(batch),
-                error=str(exc),
-            )
-            self._listener.batch_saved(len(batch), "lost", reason)
-            return
-        with self._lock:
-            self._backed_up += len(batch)
-            self._batches_backed_up += 1
-        log_event(log, logging.DEBUG, "batch_backed_up", size=len(batch), path=str(path), reason=reason)
-        self._listener.batch_saved(len(batch), "backup", reason)
+                self._backed_up += len(batch)
+                self._batches_backed_up += 1
+            log_event(log, logging.DEBUG, "batch_backed_up", size=len(batch), path=str(path), reason=reason)
+            self._listener.batch_saved(len(batch), "backup", reason)
+            return "backed_up"
 
     def _save_rejected(self, items: list[tuple[TagValue, str, str]], *, from_buffer: bool) -> None:
         now = datetime.fromtimestamp(self._wall_clock(), UTC)
@@ -490,24 +565,22 @@ class BatchWriter:
     def _write_rejected(
         self, rows: list[tuple[str, ...]], count: int, from_buffer: bool, example: str
     ) -> None:
-        try:
-            self._rejected.append(rows)
-        except SpoolError as exc:
-            with self._lock:
-                if from_buffer:
-                    self._lost += count
-                else:
-                    self._invalid_lost += count
-            log_event(
-                log,
-                logging.CRITICAL,
-                "values_lost",
-                "rejected file failed: values lost",
-                count=count,
-                error=str(exc),
-            )
-            self._listener.batch_saved(count, "lost", "rejected file failed")
-            return
+        with self._tracer.start_as_current_span(
+            REJECTED_SPAN,
+            attributes={
+                "collector.spool.kind": "rejected",
+                "collector.rows": count,
+                "collector.reason": example,
+            },
+            record_exception=False,
+        ) as span:
+            try:
+                path = self._rejected.append(rows)
+            except SpoolError as exc:
+                _spool_failed(span, exc)
+                self._rejected_lost(count, from_buffer, exc)
+                return
+            span.set_attribute("collector.spool.file", str(path))
         with self._lock:
             if from_buffer:
                 self._rejected_rows += count
@@ -515,6 +588,22 @@ class BatchWriter:
                 self._invalid_rejected += count
         log_event(log, logging.WARNING, "values_rejected", count=count, example_reason=example)
         self._listener.batch_saved(count, "rejected", example)
+
+    def _rejected_lost(self, count: int, from_buffer: bool, exc: SpoolError) -> None:
+        with self._lock:
+            if from_buffer:
+                self._lost += count
+            else:
+                self._invalid_lost += count
+        log_event(
+            log,
+            logging.CRITICAL,
+            "values_lost",
+            "rejected file failed: values lost",
+            count=count,
+            error=str(exc),
+        )
+        self._listener.batch_saved(count, "lost", "rejected file failed")
 
     # ------------------------------------------------------------------ stats
 
@@ -552,3 +641,27 @@ class BatchWriter:
 def _indexes_valid(result: WriteResult, size: int) -> bool:
     indexes = [error.index for error in result.rejected]
     return len(set(indexes)) == len(indexes) and all(0 <= index < size for index in indexes)
+
+
+def _describe_attempt(span: trace.Span, result: WriteResult | None, error: SinkError | None) -> None:
+    if result is not None:
+        span.set_attribute("collector.rows.written", result.written)
+        span.set_attribute("collector.rows.duplicate", result.duplicates)
+        span.set_attribute("collector.rows.rejected", len(result.rejected))
+        return
+    assert error is not None
+    cause = error.__cause__
+    # error.type: the database's own code when it has one, else the driver's exception class.
+    error_type = error.code or (type(cause).__qualname__ if cause is not None else type(error).__qualname__)
+    span.set_attribute("error.type", error_type)
+    if error.code:
+        span.set_attribute("db.response.status_code", error.code)
+    span.set_attribute("collector.error.kind", error.kind.value)
+    span.record_exception(error)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, error.describe()))
+
+
+def _spool_failed(span: trace.Span, exc: SpoolError) -> None:
+    span.set_attribute("error.type", type(exc).__qualname__)
+    span.record_exception(exc)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))

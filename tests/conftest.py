@@ -1,3 +1,10 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures and settings shared by the test modules."""
+
+import os
 
 from tests.pg import pg_conn, pg_table, postgres_server  # noqa: F401 - fixtures
+
+# A service built from the environment in a test (or a `collector run` it starts) listens on a free
+# port, never on the default 9108 that a running collector or another test run may hold. Tests that
+# need to know the port set it themselves.
+os.environ.setdefault("COLLECTOR_API__PORT", "0")

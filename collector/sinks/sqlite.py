@@ -220,7 +220,12 @@ class SqliteSink:
                 if self._create_table:
                     conn.executescript(ddl(self.table, self._columns))
                 conn.execute(self._probe).fetchall()
+                # Reading works while another process holds the write lock; taking the lock for a
+                # moment makes the probe fail exactly when a write would.
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
             except (sqlite3.Error, OSError) as exc:
+                self._rollback(conn)
                 raise _classify(exc) from exc
 
     def close(self) -> None:

@@ -1,0 +1,270 @@
+"""The status document (``GET /api/v1/status``) and the alerts it shows, built from plain data.
+
+Everything here is a pure function of a snapshot, the backup inventory, the rolling window and the
+recent growth of the trouble counters, so it is tested without a server or a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
+from collector.circuit import CircuitState
+from collector.inventory import Inventory
+from collector.stats import Snapshot
+from collector.telemetry.window import WindowSummary
+
+UTILIZATION_WARNING = 0.8
+"""US2-4: the buffer should never exceed 80 % of its capacity."""
+UTILIZATION_FULL = 0.9
+"""The buffer counts as full from the spill level (90 % by default): beyond it values are being
+moved to backup or discarded."""
+LATENCY_LIMIT_S = 2.0
+"""SC-002: average write latency under 2 s."""
+SUCCESS_RATE_MIN = 0.999
+"""SC-007: 99.9 % of writes succeed."""
+RUNBOOK = "docs/runbook.md"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    version: str
+    sink: str
+    table: str
+    source: str
+    started_at: float | None
+    state: str
+    """``starting``, ``running`` or ``stopping``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    name: str
+    severity: str
+    """``critical``, ``warning`` or ``info``."""
+    summary: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "severity": self.severity,
+            "summary": self.summary,
+            "runbook": f"{RUNBOOK}#{self.name.lower()}",
+        }
+
+
+def _iso(moment: float | None) -> str | None:
+    return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def active_alerts(
+    snapshot: Snapshot,
+    inventory: Inventory,
+    window: WindowSummary,
+    recent: Mapping[str, int],
+    sink_ok: bool,
+) -> list[Alert]:
+    """The conditions an operator must see now, most severe first. Names match the Prometheus
+    alert rules, and each has a section in the runbook."""
+    w = snapshot.writer
+    utilization = w.buffer_size / w.buffer_capacity if w.buffer_capacity else 0.0
+    circuit_open = w.circuit.state is CircuitState.OPEN
+    database_down = circuit_open or not sink_ok
+    minutes = round(window.window_s / 60)
+    alerts: list[Alert] = []
+    if database_down and utilization >= UTILIZATION_FULL:
+        alerts.append(
+            Alert(
+                "CollectorBufferFullDatabaseDown",
+                "critical",
+                f"buffer {utilization:.0%} full while the database is down;"
+                f" {w.buffer_overflow} values discarded by overflow so far",
+            )
+        )
+    if recent.get("lost", 0):
+        alerts.append(
+            Alert(
+                "CollectorValuesLost",
+                "critical",
+                f"{recent['lost']} values lost in the last {minutes} min:"
+                " no backup directory could take them",
+            )
+        )
+    if recent.get("overflow", 0):
+        alerts.append(
+            Alert(
+                "CollectorBufferOverflow",
+                "critical",
+                f"{recent['overflow']} values discarded by buffer overflow in the last {minutes} min"
+                f" ({w.buffer_overflow} since start)",
+            )
+        )
+    if database_down:
+        reason = w.circuit.reason or w.last_error or "last write failed"
+        state = "circuit open" if circuit_open else "write failing"
+        alerts.append(Alert("CollectorDatabaseDown", "critical", f"database unavailable ({state}): {reason}"))
+    if recent.get("backup_failures", 0):
+        alerts.append(
+            Alert(
+                "CollectorBackupWriteFailing",
+                "critical",
+                f"{recent['backup_failures']} backup file writes failed in the last {minutes} min",
+            )
+        )
+    if utilization > UTILIZATION_WARNING:
+        alerts.append(
+            Alert(
+                "CollectorBufferHigh",
+                "warning",
+                f"buffer at {utilization:.0%} of {w.buffer_capacity}: the writers are not keeping up",
+            )
+        )
+    latency = window.average_write_latency_s
+    if latency is not None and latency > LATENCY_LIMIT_S:
+        alerts.append(
+            Alert(
+                "CollectorWriteLatencyHigh",
+                "warning",
+                f"average write latency {latency:.2f} s over the last {minutes} min"
+                f" (limit {LATENCY_LIMIT_S:g} s)",
+            )
+        )
+    rate = window.success_rate
+    if rate is not None and rate < SUCCESS_RATE_MIN:
+        alerts.append(
+            Alert(
+                "CollectorWriteSuccessRateLow",
+                "warning",
+                f"write success rate {rate:.2%} over the last {minutes} min (target {SUCCESS_RATE_MIN:.1%})",
+            )
+        )
+    waiting = inventory.backup_files
+    if waiting:
+        alerts.append(
+            Alert(
+                "CollectorBackupFilesWaiting",
+                "warning",
+                f"{waiting} backup files ({inventory.backup_bytes} bytes) wait for manual recovery",
+            )
+        )
+    return alerts
+
+
+def buffer_status(alerts: list[Alert]) -> str:
+    """``critical``, ``warning`` or ``ok``: the worst alert about the buffer (US3-4)."""
+    names = {a.name: a.severity for a in alerts}
+    if "CollectorBufferFullDatabaseDown" in names or "CollectorBufferOverflow" in names:
+        return "critical"
+    if "CollectorBufferHigh" in names:
+        return "warning"
+    return "ok"
+
+
+def build_status(
+    *,
+    snapshot: Snapshot,
+    inventory: Inventory,
+    window: WindowSummary,
+    recent: Mapping[str, int],
+    sink_ok: bool,
+    service: ServiceInfo,
+) -> dict[str, Any]:
+    """The JSON document of ``GET /api/v1/status``; its schema is in the OpenAPI document."""
+    w = snapshot.writer
+    alerts = active_alerts(snapshot, inventory, window, recent, sink_ok)
+    circuit = w.circuit
+    terms = snapshot.terms()
+    successful, failed = w.batches_written, w.attempts_failed
+    now = snapshot.taken_at
+    return {
+        "service": {
+            "version": service.version,
+            "state": service.state,
+            "started_at": _iso(service.started_at),
+            "uptime_s": _round(now - service.started_at, 3) if service.started_at is not None else None,
+            "sink": service.sink,
+            "table": service.table,
+            "source": service.source,
+        },
+        "buffer": {
+            "size": w.buffer_size,
+            "capacity": w.buffer_capacity,
+            "utilization": _round(_ratio(w.buffer_size, w.buffer_capacity) or 0.0),
+            "high_water_mark": w.buffer_high_water,
+            "inserted": w.buffer_inserted,
+            "removed": w.buffer_removed,
+            "overflow": w.buffer_overflow,
+            "overflow_ratio": _round(_ratio(w.buffer_overflow, w.buffer_inserted) or 0.0),
+            "overflow_recent": recent.get("overflow", 0),
+            "spilled": w.spilled,
+            "status": buffer_status(alerts),
+        },
+        "writer": {
+            "successful_writes": successful,
+            "failed_writes": failed,
+            "success_rate": _round(_ratio(successful, successful + failed)),
+            "batches_backed_up": w.batches_backed_up,
+            "retries": w.retries,
+            "retry_pending": w.retry_pending,
+            "in_flight": w.in_flight,
+            "sink_up": sink_ok and circuit.state is CircuitState.CLOSED,
+            "last_success_at": _iso(w.last_success_at),
+            "last_error": w.last_error or None,
+            "rolling": {
+                "window_s": window.window_s,
+                "successful_writes": window.successful_writes,
+                "failed_writes": window.failed_writes,
+                "success_rate": _round(window.success_rate),
+                "average_batch_size": _round(window.average_batch_size, 1),
+                "average_write_latency_s": _round(window.average_write_latency_s),
+            },
+        },
+        "values": {
+            "accepted": snapshot.accepted,
+            "written": terms["written"],
+            "duplicate": terms["duplicate"],
+            "rejected": terms["rejected"],
+            "backed_up": terms["backed_up"],
+            "overflow_dropped": terms["overflow_dropped"],
+            "lost": terms["lost"],
+            "in_buffer": terms["in_buffer"],
+            "in_flight": terms["in_flight"],
+            "balanced": snapshot.balanced(),
+        },
+        "backups": {
+            "files": inventory.backup_files,
+            "bytes": inventory.backup_bytes,
+            "rejected_files": inventory.rejected_files,
+            "rejected_bytes": inventory.rejected_bytes,
+            "rows_written": snapshot.backup.rows,
+            "failures": snapshot.backup.failures,
+            "fallback_active": snapshot.backup.using_fallback,
+            "oldest_file": _iso(min((f.modified for f in inventory.of_kind(BACKUP_PREFIX)), default=None)),
+            "rejected_rows_written": snapshot.rejected_files.rows,
+            "rejected_failures": snapshot.rejected_files.failures,
+            "newest_rejected_file": _iso(
+                max((f.modified for f in inventory.of_kind(REJECTED_PREFIX)), default=None)
+            ),
+        },
+        "circuit": {
+            "state": circuit.state.value,
+            "reason": circuit.reason or None,
+            "permanent": circuit.permanent,
+            "opened_at": _iso(circuit.opened_at),
+            "trips": circuit.trips,
+            "probes": circuit.probes,
+        },
+        "alerts": [a.as_dict() for a in alerts],
+        "taken_at": _iso(now),
+    }
