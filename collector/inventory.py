@@ -5,7 +5,8 @@ files; it does not read them. Given a :class:`ContentsCache` it also reports eac
 and the time range its rows cover. Those need the file read, so the cache keeps them by (path,
 size, modification time): a file that has not changed is not read again, and a file that has only
 grown (the one the service is appending to) is read from where the last reading stopped. The
-``collector backups`` command and the status API share :data:`CONTENTS_CACHE`.
+service refreshes its cache on its monitor thread and the status API reads it with
+``refresh=False``, so an API request never waits for a file to be read.
 """
 
 from __future__ import annotations
@@ -91,14 +92,18 @@ class Inventory:
         return (min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
-def scan(directories: Iterable[Path | str], *, contents: ContentsCache | None = None) -> Inventory:
+def scan(
+    directories: Iterable[Path | str], *, contents: ContentsCache | None = None, refresh: bool = True
+) -> Inventory:
     """The backup and rejected files directly in ``directories`` (files already replayed and moved
     to a subdirectory are not waiting, so they are not listed); with ``contents``, their row counts
-    and time ranges too."""
+    and time ranges too, read as needed, or with ``refresh=False`` as last read (None for a file
+    not read yet)."""
+    scanned = [Path(d) for d in directories]
     found: list[SpoolFile] = []
-    for directory in directories:
+    for directory in scanned:
         try:
-            entries = list(Path(directory).iterdir())
+            entries = list(directory.iterdir())
         except OSError:
             continue
         for path in entries:
@@ -112,8 +117,11 @@ def scan(directories: Iterable[Path | str], *, contents: ContentsCache | None = 
             found.append(SpoolFile(path, match["kind"], info.st_size, info.st_mtime))
     found.sort(key=lambda f: (f.modified, f.path.name))
     if contents is not None:
-        found = [replace(f, contents=contents.contents(f.path)) for f in found]
-        contents.forget_others(f.path for f in found)
+        if refresh:
+            found = [replace(f, contents=contents.contents(f.path)) for f in found]
+            contents.forget_missing({f.path for f in found}, scanned)
+        else:
+            found = [replace(f, contents=contents.cached(f.path)) for f in found]
     return Inventory(tuple(found))
 
 
@@ -157,16 +165,19 @@ class ContentsCache:
             self._readings[path] = reading
         return reading.contents
 
-    def forget_others(self, paths: Iterable[Path]) -> None:
-        """Drop what is known of files other than ``paths`` (they were replayed or deleted)."""
-        keep = set(paths)
+    def cached(self, path: Path) -> FileContents | None:
+        """What the last reading found, without touching the file (None if never read)."""
         with self._lock:
-            for path in [p for p in self._readings if p not in keep]:
+            known = self._readings.get(path)
+        return known.contents if known is not None else None
+
+    def forget_missing(self, present: set[Path], directories: Iterable[Path]) -> None:
+        """Drop what is known of files in ``directories`` that are not ``present`` any more (they
+        were replayed or deleted); files elsewhere are left alone."""
+        scanned = set(directories)
+        with self._lock:
+            for path in [p for p in self._readings if p.parent in scanned and p not in present]:
                 del self._readings[path]
-
-
-CONTENTS_CACHE = ContentsCache()
-"""The cache the ``collector backups`` command and the status API share within one process."""
 
 
 def _read(path: Path, identity: tuple[int, int, int, int], since: _Reading | None) -> _Reading:

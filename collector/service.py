@@ -26,7 +26,7 @@ from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, Cs
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import Config
-from collector.inventory import Inventory, scan
+from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
@@ -138,6 +138,9 @@ class CollectorService:
                 seed=source_cfg.seed,
                 ledger=source_cfg.ledger,
             )
+        # Row counts and time ranges of the waiting files: read on the monitor thread, so that a
+        # status request or a scrape never waits for a backup file to be read.
+        self.backup_contents = ContentsCache()
         self.components: list[Component] = [self.telemetry]
         self.telemetry.watch(
             self.snapshot, self.inventory, build_info={"version": __version__, "sink": config.sink.type}
@@ -280,8 +283,9 @@ class CollectorService:
         )
 
     def inventory(self) -> Inventory:
-        """The backup and rejected files waiting in the backup directories."""
-        return scan(self.backup.directories)
+        """The backup and rejected files waiting in the backup directories, with their rows and
+        time range as the monitor thread last read them."""
+        return scan(self.backup.directories, contents=self.backup_contents, refresh=False)
 
     def service_info(self) -> ServiceInfo:
         state = "stopping" if self._stopping else "running" if self._started else "starting"
@@ -323,6 +327,7 @@ class CollectorService:
                 self._check_buffer()
                 self.backup.close_if_idle()
                 self.rejected.close_if_idle()
+                scan(self.backup.directories, contents=self.backup_contents)
             except Exception:
                 log.exception("monitor error")
 

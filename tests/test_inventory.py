@@ -157,3 +157,27 @@ def test_time_range_spans_days(tmp_path: Path) -> None:
     inventory = scan([tmp_path], contents=ContentsCache())
     first, last = inventory.time_range("backup")
     assert first == values[0].timestamp and last is not None and last - first == timedelta(milliseconds=300)
+
+
+def test_a_scan_without_refresh_reports_what_was_last_read_and_never_reads(tmp_path: Path) -> None:
+    cache = ContentsCache()
+    first = write_backup(tmp_path, sample_values(10))
+    (unread,) = scan([tmp_path], contents=cache, refresh=False).files
+    assert unread.contents is None
+    scan([tmp_path], contents=cache)
+    with open(first, "a", encoding="utf-8") as handle:  # grows after the last reading
+        handle.write("L1.T001,5,2026-03-01T09:00:00.000000+00:00,GOOD,2026-03-01T09:00:01.000000+00:00\n")
+    (known,) = scan([tmp_path], contents=cache, refresh=False).files
+    assert known.contents is not None and known.contents.rows == 10
+    (fresh,) = scan([tmp_path], contents=cache).files
+    assert fresh.contents is not None and fresh.contents.rows == 11
+
+
+def test_scanning_one_directory_keeps_what_is_known_of_another(tmp_path: Path) -> None:
+    cache = ContentsCache()
+    one, two = tmp_path / "one", tmp_path / "two"
+    write_backup(one, sample_values(3))
+    in_two = write_backup(two, sample_values(4))
+    scan([one, two], contents=cache)
+    scan([one], contents=cache)
+    assert cache.cached(in_two) == ContentsCache().contents(in_two)

@@ -112,6 +112,13 @@ _BACKUPS = _object(
         "bytes": _INT,
         "rejected_files": _INT,
         "rejected_bytes": _INT,
+        "rows": {
+            **_INT,
+            "description": "Rows in the waiting backup files (as `collector backups` counts them).",
+        },
+        "rejected_rows": {**_INT, "description": "Rows in the waiting rejected files."},
+        "rows_from": {**_TIME, "description": "Collection time of the earliest row in the backup files."},
+        "rows_to": {**_TIME, "description": "Collection time of the latest row in the backup files."},
         "rows_written": _INT,
         "failures": _INT,
         "fallback_active": {"type": "boolean"},

@@ -60,6 +60,10 @@ def _iso(moment: float | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
 
 
+def _iso_datetime(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="microseconds")
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -247,6 +251,10 @@ def build_status(
             "bytes": inventory.backup_bytes,
             "rejected_files": inventory.rejected_files,
             "rejected_bytes": inventory.rejected_bytes,
+            "rows": inventory.backup_rows,
+            "rejected_rows": inventory.rejected_rows,
+            "rows_from": _iso_datetime(inventory.time_range(BACKUP_PREFIX)[0]),
+            "rows_to": _iso_datetime(inventory.time_range(BACKUP_PREFIX)[1]),
             "rows_written": snapshot.backup.rows,
             "failures": snapshot.backup.failures,
             "fallback_active": snapshot.backup.using_fallback,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from collector.config import Config
-from collector.inventory import CONTENTS_CACHE, scan
+from collector.inventory import ContentsCache, scan
 from collector.recovery import report as render
 from collector.recovery.files import backup_files, in_use
 from collector.recovery.replay import FileReport, Replayer
@@ -92,7 +92,7 @@ def backups_command(
             print(f"collector backups: {path}: not a directory", file=sys.stderr)
         return EXIT_USAGE
     directories = list(paths) or configured_directories(config)
-    inventory = scan(directories, contents=CONTENTS_CACHE)
+    inventory = scan(directories, contents=ContentsCache())
     if as_json:
         text = render.backups_json(inventory, in_use)
     else:
