@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=3491)
     parser.add_argument("--sink", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG of the latency distribution")
     args = parser.parse_args()
     recorder = LatencyRecorder()
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,6 +128,34 @@ def main() -> None:
         f"write duration per batch: p50 {d50:.1f} ms  p99 {d99:.1f} ms"
         f"  ({batches} batches, mean {mean:.0f} values)"
     )
+
+    if args.plot:
+        plot(ordered, args.plot, f"{args.tags} values/s into {args.sink}, {args.workers} writers")
+        print(f"plot: {args.plot}")
+
+
+def plot(ordered: list[float], path: Path, title: str) -> None:
+    """The cumulative distribution of end-to-end latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    step = max(1, len(ordered) // 2000)
+    xs = [ordered[i] * 1e3 for i in range(0, len(ordered), step)]
+    ys = [i / len(ordered) * 100 for i in range(0, len(ordered), step)]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(xs, ys)
+    for fraction, label in ((0.5, "p50"), (0.99, "p99")):
+        x = percentile(ordered, fraction) * 1e3
+        ax.axvline(x, linestyle="--", alpha=0.5)
+        ax.text(x, 5, f" {label} {x:.0f} ms", rotation=90, va="bottom")
+    ax.set_xlabel("collection timestamp to commit (ms)")
+    ax.set_ylabel("% of values")
+    ax.set_title(f"End-to-end latency: {title}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":

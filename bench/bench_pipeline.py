@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--sink", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--values", type=int, default=300_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart of the figures")
     args = parser.parse_args()
     data = polls(args.values // 100)
     print(f"machine: {machine()}")
@@ -147,23 +148,52 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             base = plain(Path(tmp) / "plain.db", data)
         print(f"plain executemany:        {base:>10,.0f} values/s")
+        rates = {"plain executemany": base}
         for workers in args.workers:
             with tempfile.TemporaryDirectory() as run_dir:
                 rate = pipeline(Path(run_dir), data, workers)
+            rates[f"pipeline, {workers} worker(s)"] = rate
             print(f"pipeline, {workers} worker(s):    {rate:>10,.0f} values/s   ratio {rate / base:.2f}")
+        if args.plot:
+            plot(rates, args.plot, "into SQLite")
         return
     table = PostgresTable()
     try:
         print(f"values: {args.values}, batch {BATCH}, PostgreSQL on 127.0.0.1")
         base = plain_postgres(table.name, data)
         print(f"plain COPY:               {base:>10,.0f} values/s")
+        rates = {"plain COPY": base}
         for workers in args.workers:
             table.truncate()
             with tempfile.TemporaryDirectory() as run_dir:
                 rate = pipeline(Path(run_dir), data, workers, "postgresql", table.name)
+            rates[f"pipeline, {workers} worker(s)"] = rate
             print(f"pipeline, {workers} worker(s):    {rate:>10,.0f} values/s   ratio {rate / base:.2f}")
+        if args.plot:
+            plot(rates, args.plot, "into PostgreSQL")
     finally:
         table.drop()
+
+
+def plot(rates: dict[str, float], path: Path, title: str) -> None:
+    """Bars of values/s, with the specification's 3 491 values/s as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = list(rates)
+    ax.barh(names, [rates[n] for n in names], color=["gray"] + ["tab:blue"] * (len(names) - 1))
+    ax.axvline(3491, color="tab:red", linestyle="--", label="specification: 3 491 values/s")
+    ax.invert_yaxis()
+    ax.set_xlabel("values per second")
+    ax.set_title(f"Throughput {title}")
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
