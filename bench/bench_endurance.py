@@ -23,11 +23,10 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
+from bench.common import PostgresScratchTable, machine, sink_section
 from collector.config import Config
 from collector.model import TagValue
 from collector.service import CollectorService
@@ -74,18 +73,11 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     return cov / var * 3600 if var else float("nan")
 
 
-def config_for(args: argparse.Namespace, directory: Path) -> Config:
-    sink: dict[str, Any] = {"type": "sqlite", "path": str(directory / "tags.db")}
-    if args.sink == "postgresql":
-        sink = {
-            "type": "postgresql",
-            "dsn": "host=127.0.0.1 port=5432 dbname=test user=postgres",
-            "table": f"bench_endurance_{os.getpid()}",
-        }
+def config_for(args: argparse.Namespace, directory: Path, table: str) -> Config:
     return Config.model_validate(
         {
             "source": {"type": "simulator", "tags": SPEC_TAGS * args.load, "groups": 10},
-            "sink": sink,
+            "sink": sink_section(args.sink, directory, table),
             "backup": {"dir": str(directory / "backup")},
             "api": {"enabled": False},
             "logging": {"level": "WARNING"},
@@ -95,18 +87,12 @@ def config_for(args: argparse.Namespace, directory: Path) -> Config:
 
 def run(args: argparse.Namespace) -> list[dict[str, float]]:
     samples: list[dict[str, float]] = []
+    scratch = PostgresScratchTable("bench_endurance") if args.sink == "postgresql" else None
     with tempfile.TemporaryDirectory() as tmp:
-        config = config_for(args, Path(tmp))
-        table = getattr(config.sink, "table", "")
-        if args.sink == "postgresql":
-            import psycopg
-
-            from collector.sinks import schema_ddl
-
-            with psycopg.connect(config.sink.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
-                conn.execute(schema_ddl("postgresql", table))  # type: ignore[arg-type]
+        config = config_for(args, Path(tmp), scratch.name if scratch else "TAG_DATA")
         service = CollectorService(config, sink=NullSink() if args.sink == "null" else None)
-        tracemalloc.start()
+        if args.tracemalloc:
+            tracemalloc.start()
         service.start()
         started = time.monotonic()
         cpu0 = cpu_seconds()
@@ -114,7 +100,7 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
             while (elapsed := time.monotonic() - started) < args.seconds:
                 time.sleep(min(args.sample_s, args.seconds - elapsed))
                 snap = service.snapshot()
-                traced, _peak = tracemalloc.get_traced_memory()
+                traced, _peak = tracemalloc.get_traced_memory() if args.tracemalloc else (0, 0)
                 samples.append(
                     {
                         "t": time.monotonic() - started,
@@ -137,11 +123,8 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
         finally:
             service.stop()
             tracemalloc.stop()
-            if args.sink == "postgresql":
-                import psycopg
-
-                with psycopg.connect(config.sink.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
-                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+            if scratch is not None:
+                scratch.drop()
     return samples
 
 
@@ -176,6 +159,12 @@ def main() -> None:
     parser.add_argument("--warmup-s", type=float, default=30.0)
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of memory over time")
     parser.add_argument("--csv", type=Path, default=None, help="write the samples as CSV")
+    parser.add_argument(
+        "--no-tracemalloc",
+        dest="tracemalloc",
+        action="store_false",
+        help="do not trace Python allocations (tracing costs CPU: use this for the CPU-per-value figure)",
+    )
     args = parser.parse_args()
     rate = SPEC_TAGS * args.load
     print(f"machine: {machine()}")
@@ -196,9 +185,10 @@ def main() -> None:
         f"Python allocations after warm-up: {min(s['traced'] for s in steady) / 2**20:.1f} .. "
         f"{max(s['traced'] for s in steady) / 2**20:.1f} MiB, slope {traced_slope / 2**20:+.2f} MiB/hour"
     )
+    tracing = "on" if args.tracemalloc else "off"
     print(
         f"CPU: {last['cpu'] / last['accepted'] * 1e6:.1f} us per value "
-        f"({last['cpu'] / last['t'] * 100:.1f} % of one core, tracemalloc on)"
+        f"({last['cpu'] / last['t'] * 100:.1f} % of one core, tracemalloc {tracing})"
     )
     print(
         f"values: accepted {last['accepted']:.0f}, written {last['written']:.0f},"

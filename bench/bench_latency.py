@@ -17,11 +17,10 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
+from bench.common import PostgresScratchTable, machine, sink_section
 from collector.config import Config
 from collector.model import TagValue
 from collector.service import CollectorService
@@ -61,17 +60,6 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def sink_section(kind: str, directory: Path) -> dict[str, Any]:
-    if kind == "postgresql":
-        table = f"bench_latency_{int(time.time())}"
-        return {
-            "type": "postgresql",
-            "dsn": "host=127.0.0.1 port=5432 dbname=test user=postgres",
-            "table": table,
-        }
-    return {"type": "sqlite", "path": str(directory / "tags.db")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,34 +71,27 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of the latency distribution")
     args = parser.parse_args()
     recorder = LatencyRecorder()
+    scratch = PostgresScratchTable("bench_latency") if args.sink == "postgresql" else None
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         config = Config.model_validate(
             {
                 "source": {"type": "simulator", "tags": args.tags, "groups": 10},
                 "writer": {"workers": args.workers},
-                "sink": sink_section(args.sink, directory),
+                "sink": sink_section(args.sink, directory, scratch.name if scratch else "TAG_DATA"),
                 "backup": {"dir": str(directory / "backup")},
                 "api": {"enabled": False},
                 "logging": {"level": "WARNING"},
             }
         )
-        if args.sink == "postgresql":
-            import psycopg
-
-            from collector.sinks import schema_ddl
-
-            with psycopg.connect(config.sink.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
-                conn.execute(schema_ddl("postgresql", config.sink.table))  # type: ignore[arg-type]
         service = CollectorService(config, listener=recorder)
-        service.start()
-        time.sleep(args.seconds)
-        report = service.stop()
-        if args.sink == "postgresql":
-            import psycopg
-
-            with psycopg.connect(config.sink.dsn, autocommit=True) as conn:  # type: ignore[union-attr]
-                conn.execute(f"DROP TABLE {config.sink.table}")  # type: ignore[arg-type]
+        try:
+            service.start()
+            time.sleep(args.seconds)
+        finally:
+            report = service.stop()
+            if scratch is not None:
+                scratch.drop()
     ordered = sorted(recorder.latencies)
     durations = sorted(recorder.durations)
     snap = report.snapshot

@@ -66,7 +66,7 @@ def make_batches(batches: int, size: int) -> list[list[TagValue]]:
             else:
                 value = None
             quality = "BAD" if value is None else "GOOD"
-            batch.append(TagValue(f"LINE{i % 10}.TAG{i:04d}.PV", value, stamp, quality))  # type: ignore[arg-type]
+            batch.append(TagValue(f"LINE{i % 10}.TAG{i:04d}.PV", value, stamp, quality))
         out.append(batch)
     return out
 
@@ -106,6 +106,8 @@ class Timed:
     inside to ``spent[0]``: what is left of a write's time is the sink's own."""
 
     _wrap = (FakePool, FakeConnection, FakeCursor)
+    _target: object
+    _spent: list[float]
 
     def __init__(self, target: object, spent: list[float]) -> None:
         object.__setattr__(self, "_target", target)

@@ -13,7 +13,6 @@ database's own speed the service keeps.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 import tempfile
@@ -22,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, polls
+from bench.common import PG_DSN, PostgresScratchTable, machine, polls
 from collector.backup import REJECTED_HEADER, CsvSpool
 from collector.buffer import TagBuffer
+from collector.model import TagValue
 from collector.sinks.base import Sink
 from collector.sinks.sqlite import SqliteSink, ddl, sqlite_row
 from collector.writer import BatchWriter
@@ -32,7 +32,7 @@ from collector.writer import BatchWriter
 BATCH = 500
 
 
-def plain(path: Path, data: list[list]) -> float:
+def plain(path: Path, data: list[list[TagValue]]) -> float:
     rows = [sqlite_row(v) for poll in data for v in poll]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -53,11 +53,10 @@ def plain(path: Path, data: list[list]) -> float:
     return len(rows) / elapsed
 
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 PG_COLUMNS = "tag_name, tag_value, tag_value_text, timestamp, quality"
 
 
-def plain_postgres(table: str, data: list[list]) -> float:
+def plain_postgres(table: str, data: list[list[TagValue]]) -> float:
     import psycopg
 
     from collector.sinks.postgresql import pg_row
@@ -66,34 +65,15 @@ def plain_postgres(table: str, data: list[list]) -> float:
     with psycopg.connect(PG_DSN) as conn:
         started = time.perf_counter()
         for i in range(0, len(rows), BATCH):
-            with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({PG_COLUMNS}) FROM STDIN") as copy:  # type: ignore[arg-type]
+            statement = f"COPY {table} ({PG_COLUMNS}) FROM STDIN".encode()
+            with conn.cursor() as cursor, cursor.copy(statement) as copy:
                 for row in rows[i : i + BATCH]:
                     copy.write_row(row)
             conn.commit()
         elapsed = time.perf_counter() - started
-        count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # type: ignore[arg-type]
+        count = conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()
     assert count is not None and count[0] == len(rows)
     return len(rows) / elapsed
-
-
-class PostgresTable:
-    """A scratch table made with the project's own DDL, emptied between runs, dropped at the end."""
-
-    def __init__(self) -> None:
-        import psycopg
-
-        from collector.sinks import schema_ddl
-
-        self.name = f"bench_pipeline_{os.getpid()}"
-        self._conn = psycopg.connect(PG_DSN, autocommit=True)
-        self._conn.execute(schema_ddl("postgresql", self.name))  # type: ignore[arg-type]
-
-    def truncate(self) -> None:
-        self._conn.execute(f"TRUNCATE {self.name}")  # type: ignore[arg-type]
-
-    def drop(self) -> None:
-        self._conn.execute(f"DROP TABLE IF EXISTS {self.name}")  # type: ignore[arg-type]
-        self._conn.close()
 
 
 def make_sink(kind: str, directory: Path, table: str) -> Sink:
@@ -104,7 +84,9 @@ def make_sink(kind: str, directory: Path, table: str) -> Sink:
     return SqliteSink(directory / "pipeline.db")
 
 
-def pipeline(directory: Path, data: list[list], workers: int, kind: str = "sqlite", table: str = "") -> float:
+def pipeline(
+    directory: Path, data: list[list[TagValue]], workers: int, kind: str = "sqlite", table: str = ""
+) -> float:
     total = sum(len(p) for p in data)
     buffer = TagBuffer(total + 1, batch_size=BATCH)
     sink = make_sink(kind, directory, table)
@@ -157,7 +139,7 @@ def main() -> None:
         if args.plot:
             plot(rates, args.plot, "into SQLite")
         return
-    table = PostgresTable()
+    table = PostgresScratchTable("bench_pipeline")
     try:
         print(f"values: {args.values}, batch {BATCH}, PostgreSQL on 127.0.0.1")
         base = plain_postgres(table.name, data)

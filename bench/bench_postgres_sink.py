@@ -58,7 +58,7 @@ def make_values(count: int) -> list[TagValue]:
         else:
             value = round(-20 + (index % 777) * 0.125, 4)
         stamp = start + timedelta(seconds=index // 3491, microseconds=index % 1_000_000)
-        values.append(TagValue(f"G{index % 10 + 1:02d}.T{index % 3491:04d}", value, stamp))  # type: ignore[arg-type]
+        values.append(TagValue(f"G{index % 10 + 1:02d}.T{index % 3491:04d}", value, stamp))
     return values
 
 
@@ -76,11 +76,11 @@ class Bench:
         self.admin = psycopg.connect(dsn, autocommit=True)
 
     def truncate(self) -> None:
-        self.admin.execute(f"TRUNCATE {self.table}")  # type: ignore[arg-type]
+        self.admin.execute(f"TRUNCATE {self.table}")
 
     def stored(self) -> int:
-        row = self.admin.execute(f"SELECT count(*) FROM {self.table}").fetchone()  # type: ignore[arg-type]
-        return int(row[0]) if row else 0  # type: ignore[call-overload]
+        row = self.admin.execute(f"SELECT count(*) FROM {self.table}").fetchone()
+        return int(row[0]) if row else 0
 
     def sink(self) -> PostgresSink:
         return PostgresSink(self.dsn, table=self.table, pool_size=5)
@@ -122,7 +122,7 @@ class Bench:
             started = time.perf_counter()
             for batch in self.batches:
                 with conn.cursor() as cursor:
-                    cursor.executemany(insert, [pg_row(v) for v in batch])  # type: ignore[arg-type]
+                    cursor.executemany(insert, [pg_row(v) for v in batch])
                 conn.commit()
             return time.perf_counter() - started
 
@@ -131,7 +131,7 @@ class Bench:
         with psycopg.connect(self.dsn) as conn:
             started = time.perf_counter()
             for batch in self.batches:
-                with conn.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[arg-type]
+                with conn.cursor() as cursor, cursor.copy(statement) as copy:
                     for value in batch:
                         copy.write_row(pg_row(value))
                 conn.commit()
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = f"bench_tag_data_{uuid.uuid4().hex[:8]}"
     values = make_values(args.values)
     bench = Bench(args.dsn, table, values, args.batch)
-    bench.admin.execute(ddl(table))  # type: ignore[arg-type]
+    bench.admin.execute(ddl(table))
     methods: list[tuple[str, Callable[[], float], int]] = [
         ("sink", bench.run_sink, args.values),
         ("sink, 2 threads", lambda: bench.run_sink(2), args.values),
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise SystemExit(f"{name}: {stored} rows stored, expected {expected_new or args.values}")
                 results[name].append(seconds)
     finally:
-        bench.admin.execute(f"DROP TABLE IF EXISTS {table}")  # type: ignore[arg-type]
+        bench.admin.execute(f"DROP TABLE IF EXISTS {table}")
         bench.admin.close()
 
     server = psycopg.connect(args.dsn).info.server_version

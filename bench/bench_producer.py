@@ -60,9 +60,9 @@ def otel_emit(items: Sequence[TagValue]) -> tuple[Callable[[], int], Callable[[]
 
     def cleanup() -> None:
         for processor in processors:
-            del processor._batch_processor._worker_awaken.set  # type: ignore[method-assign]
+            del processor._batch_processor._worker_awaken.set
             processor._batch_processor._queue.clear()
-            processor.shutdown()
+            processor.shutdown()  # type: ignore[no-untyped-call]
 
     return run, cleanup
 

@@ -6,8 +6,13 @@ import os
 import platform
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from collector.model import TagValue
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+"""The PostgreSQL server every development machine runs (trust authentication)."""
 
 
 def machine() -> str:
@@ -34,3 +39,36 @@ def polls(count: int, tags_per_poll: int = 100, start: datetime | None = None) -
             [TagValue(f"G{p % 10:02d}.T{t:04d}", float(t) + p * 0.001, stamp) for t in range(tags_per_poll)]
         )
     return out
+
+
+class PostgresScratchTable:
+    """A table made with the project's own PostgreSQL DDL, emptied on request, dropped on exit."""
+
+    def __init__(self, prefix: str) -> None:
+        import psycopg
+
+        from collector.sinks import schema_ddl
+
+        self.name = f"{prefix}_{os.getpid()}"
+        self._conn = psycopg.connect(PG_DSN, autocommit=True)
+        self._conn.execute(schema_ddl("postgresql", self.name).encode())
+
+    def truncate(self) -> None:
+        self._conn.execute(f"TRUNCATE {self.name}".encode())
+
+    def drop(self) -> None:
+        self._conn.execute(f"DROP TABLE IF EXISTS {self.name}".encode())
+        self._conn.close()
+
+    def __enter__(self) -> PostgresScratchTable:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.drop()
+
+
+def sink_section(kind: str, directory: Path, table: str = "TAG_DATA") -> dict[str, Any]:
+    """The configuration's ``sink`` section for a benchmark run into ``kind``."""
+    if kind == "postgresql":
+        return {"type": "postgresql", "dsn": PG_DSN, "table": table}
+    return {"type": "sqlite", "path": str(directory / "tags.db")}
