@@ -1,6 +1,6 @@
 """PostgreSQL sink against plain bulk inserts into the same table, in the same run.
 
-    PYTHONPATH=. python3 bench/bench_postgres_sink.py [--values 100000] [--batch 500] [--repeat 3]
+    python3 bench/bench_postgres_sink.py [--values 100000] [--batch 500] [--repeat 3]
 
 Every method writes the same values, in batches of ``--batch``, into the same freshly truncated
 scratch table (created with ``collector schema --dialect postgresql``'s DDL and dropped at the end),
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -30,9 +29,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine
 from collector.model import TagValue
 from collector.sinks.postgresql import PostgresSink, ddl, pg_row
 
@@ -190,10 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.admin.close()
 
     server = psycopg.connect(args.dsn).info.server_version
+    print(f"machine: {machine()}")
     print(
         f"# {args.values} values in batches of {args.batch}, best of {args.repeat};"
-        f" Python {platform.python_version()}, psycopg {psycopg.__version__}, PostgreSQL {server // 10000}"
-        f" (loopback), {os.cpu_count()} CPUs"
+        f" psycopg {psycopg.__version__}, PostgreSQL {server // 10000} (loopback)"
     )
     base = min(results["sink"])
     print("| method | values/s | time per 500-row batch | vs sink |")

@@ -1,0 +1,97 @@
+"""The benchmark scripts keep working: each runs briefly and prints the figures it exists for.
+
+Speed is never asserted here; only that every script finishes and reports a well-formed figure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "bench_pipeline.py": (
+        ["--values", "4000", "--workers", "2"],
+        [
+            r"plain executemany: +[\d,]+ values/s",
+            r"pipeline, 2 worker\(s\): +[\d,]+ values/s +ratio \d+\.\d\d",
+        ],
+    ),
+    "bench_producer.py": (
+        ["--values", "20000", "--repeat", "1"],
+        [r"TagBuffer\.put_many \(100/poll\): +[\d.]+ ns/value", r"ratio emit/put_many: [\d.]+x"],
+    ),
+    "bench_latency.py": (
+        ["--seconds", "3", "--tags", "500"],
+        [r"end-to-end latency: p50 [\d.]+ s +p90 [\d.]+ s +p99 [\d.]+ s"],
+    ),
+    "bench_endurance.py": (
+        [
+            "--seconds",
+            "4",
+            "--sample-s",
+            "1",
+            "--warmup-s",
+            "1",
+            "--no-tracemalloc",
+        ],
+        [
+            r"resident set after warm-up: [\d.]+ \.\. [\d.]+ MiB, slope [-+][\d.]+ MiB/hour",
+            r"CPU: [\d.]+ us per value",
+        ],
+    ),
+    "bench_replay.py": (["--values", "3000"], [r"replay, empty table: +[\d,]+ values/s"]),
+    "bench_oracle_sink.py": (["--batches", "4", "--repeat", "1"], [r"rows/s"]),
+}
+
+
+POSTGRES_CASES = {
+    "bench_pipeline.py": (
+        ["--sink", "postgresql", "--values", "4000", "--workers", "2"],
+        [r"plain COPY: +[\d,]+ values/s", r"pipeline, 2 worker\(s\): +[\d,]+ values/s +ratio"],
+    ),
+    "bench_latency.py": (
+        ["--sink", "postgresql", "--seconds", "3", "--tags", "500"],
+        [r"end-to-end latency: p50"],
+    ),
+    "bench_postgres_sink.py": (
+        ["--values", "2000", "--repeat", "1"],
+        [r"\| sink \| [\d,]+ \| [\d.]+ ms \| 1.00x \|"],
+    ),
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_script_runs_and_reports(script: str, tmp_path: Path) -> None:
+    run_script(script, *CASES[script], tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("script", sorted(POSTGRES_CASES))
+def test_postgresql_benchmark_script_runs_and_reports(
+    script: str, tmp_path: Path, postgres_server: object
+) -> None:
+    run_script(script, *POSTGRES_CASES[script], tmp_path)
+
+
+def run_script(script: str, args: list[str], patterns: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("machine: "), done.stdout[:200]
+    for pattern in patterns:
+        assert re.search(pattern, done.stdout), f"{pattern!r} not in:\n{done.stdout}"
