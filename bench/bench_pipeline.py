@@ -21,36 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PG_DSN, PostgresScratchTable, machine, polls
+from bench.common import PG_DSN, PostgresScratchTable, machine, plain_sqlite, polls
 from collector.backup import REJECTED_HEADER, CsvSpool
 from collector.buffer import TagBuffer
 from collector.model import TagValue
 from collector.sinks.base import Sink
-from collector.sinks.sqlite import SqliteSink, ddl, sqlite_row
+from collector.sinks.sqlite import SqliteSink
 from collector.writer import BatchWriter
 
 BATCH = 500
 
 
 def plain(path: Path, data: list[list[TagValue]]) -> float:
-    rows = [sqlite_row(v) for poll in data for v in poll]
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(ddl())
-    insert = (
-        "INSERT INTO TAG_DATA (tag_name, tag_value, tag_value_text, timestamp, quality) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag_name, timestamp) DO NOTHING"
-    )
-    started = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(insert, rows[i : i + BATCH])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    assert conn.execute("SELECT count(*) FROM TAG_DATA").fetchone()[0] == len(rows)
-    conn.close()
-    return len(rows) / elapsed
+    return plain_sqlite(path, [v for poll in data for v in poll], BATCH)
 
 
 PG_COLUMNS = "tag_name, tag_value, tag_value_text, timestamp, quality"

@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
+from bench.common import machine, plain_sqlite
 from collector.backup import CsvSpool, backup_rows
 from collector.inventory import ContentsCache
 from collector.model import TagValue
 from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
-from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink, ddl, sqlite_row
+from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
 
 BATCH = 500
 PLANT_RATE = 3491.0
@@ -54,23 +54,7 @@ def plant_values(count: int) -> list[TagValue]:
 
 
 def plain(path: Path, values: list[TagValue]) -> float:
-    rows = [sqlite_row(v) for v in values]
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(ddl())
-    insert = (
-        "INSERT INTO TAG_DATA (tag_name, tag_value, tag_value_text, timestamp, quality) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag_name, timestamp) DO NOTHING"
-    )
-    started = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(insert, rows[i : i + BATCH])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    conn.close()
-    return len(rows) / elapsed
+    return plain_sqlite(path, values, BATCH)
 
 
 def timed(rows: int, action: Callable[[], object]) -> float:

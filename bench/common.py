@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import sqlite3
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,3 +74,28 @@ def sink_section(kind: str, directory: Path, table: str = "TAG_DATA") -> dict[st
     if kind == "postgresql":
         return {"type": "postgresql", "dsn": PG_DSN, "table": table}
     return {"type": "sqlite", "path": str(directory / "tags.db")}
+
+
+def plain_sqlite(path: Path, values: list[TagValue], batch: int = 500) -> float:
+    """Values per second of plain ``executemany`` of ready-made rows into a fresh SQLite table with
+    the project's schema and pragmas, one transaction per batch: the baseline the benchmarks divide by."""
+    from collector.sinks.sqlite import ddl, sqlite_row
+
+    rows = [sqlite_row(v) for v in values]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(ddl())
+    insert = (
+        "INSERT INTO TAG_DATA (tag_name, tag_value, tag_value_text, timestamp, quality) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag_name, timestamp) DO NOTHING"
+    )
+    started = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, rows[i : i + batch])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    assert conn.execute("SELECT count(*) FROM TAG_DATA").fetchone()[0] == len(rows)
+    conn.close()
+    return len(rows) / elapsed
