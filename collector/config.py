@@ -108,8 +108,9 @@ class MqttSourceConfig(_Section):
     """Subscribe as ``$share/<group>/<topic>``: the collectors in one group split the messages."""
     qos: Literal[0, 1] = 1
     keepalive_s: Annotated[int, Field(ge=5, le=65535)] = 30
-    reconnect_min_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    reconnect_min_s: Annotated[int, Field(ge=1, le=3600)] = 1
+    """Reconnect backoff: the first wait, doubled after every failed attempt up to reconnect_max_s."""
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 100
     """MQTT 5: how many unacknowledged messages the broker may send ahead."""
     max_payload_bytes: Annotated[int, Field(ge=1024, le=268_435_455)] = 4 * 1024 * 1024

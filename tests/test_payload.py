@@ -35,17 +35,21 @@ def parse(document: object) -> Any:
     return parse_payload(json.dumps(document).encode())
 
 
+def r(tag: str, value: object = None, **extra: object) -> dict[str, Any]:
+    return {"tag": tag, "value": value, **extra}
+
+
 def test_one_poll_gives_good_values_bad_errors_and_explicit_qualities() -> None:
     parsed = parse(
         poll(
-            values={
-                "T1": 71.5,
-                "T2": "RUNNING",
-                "T3": True,
-                "T4": {"value": 3, "quality": "BAD"},
-                "T5": None,
-            },
-            errors={"T6": "read timeout"},
+            values=[
+                r("T1", 71.5),
+                r("T2", "RUNNING"),
+                r("T3", True),
+                r("T4", 3, quality="BAD"),
+                {"tag": "T5"},
+            ],
+            errors=[{"tag": "T6", "error": "read timeout"}],
         )
     )
     assert parsed.problems == []
@@ -60,12 +64,18 @@ def test_one_poll_gives_good_values_bad_errors_and_explicit_qualities() -> None:
     assert (parsed.polls, parsed.timestamps, parsed.refused) == (1, [WHEN], 0)
 
 
+def test_a_tag_twice_in_a_poll_is_not_an_error_the_key_makes_it_one_row() -> None:
+    parsed = parse(poll(values=[r("A", 1), r("A", 2)], errors=[{"tag": "A", "error": "x"}]))
+    assert parsed.problems == []
+    assert {(v.tag_name, v.timestamp) for v in parsed.values} == {("A", WHEN)}
+
+
 def test_a_batch_keeps_each_polls_own_time_and_offsets_become_utc() -> None:
     parsed = parse(
         {
             "polls": [
-                poll(values={"A": 1}),
-                {"group": "line2", "timestamp": "2026-11-30T11:00:01.5+01:00", "values": {"B": 2}},
+                poll(values=[r("A", 1)]),
+                {"group": "line2", "timestamp": "2026-11-30T11:00:01.5+01:00", "values": [r("B", 2)]},
             ]
         }
     )
@@ -82,7 +92,11 @@ def test_a_batch_keeps_each_polls_own_time_and_offsets_become_utc() -> None:
     [
         (b"not json", "", "not valid JSON"),
         (b"\xff\xfe", "", "not valid JSON"),
-        (b'{"group": "g", "timestamp": "' + STAMP.encode() + b'", "values": {"A": NaN}}', "", "NaN"),
+        (
+            b'{"group": "g", "timestamp": "' + STAMP.encode() + b'", "values": [{"tag": "A", "value": NaN}]}',
+            "",
+            "NaN",
+        ),
         (b"[1, 2]", "", "must be a JSON object"),
         (b'{"polls": []}', "/polls", "non-empty array"),
         (b'{"polls": [], "extra": 1}', "/extra", "unknown key in a batch"),
@@ -112,14 +126,13 @@ def test_unreadable_payloads_are_refused_whole_with_a_pointer_and_reason(
     ],
 )
 def test_a_bad_timestamp_refuses_every_reading_of_its_poll(stamp: object, reason: str) -> None:
-    parsed = parse(
-        {"polls": [poll(values={"OK": 1}), {**poll(values={"A": 1}, errors={"B": "x"}), "timestamp": stamp}]}
-    )
+    bad = {**poll(values=[r("A", 1)], errors=[{"tag": "B", "error": "x"}]), "timestamp": stamp}
+    parsed = parse({"polls": [poll(values=[r("OK", 1)]), bad]})
     assert [v.tag_name for v in parsed.values] == ["OK"]
     (problem,) = parsed.problems
     assert problem.pointer == "/polls/1/timestamp" and reason in problem.reason
     # Each refused reading is kept for the rejected CSV, with what was sent.
-    assert [(r.tag_name, r.value, r.timestamp, r.quality) for r in problem.readings] == [
+    assert [(x.tag_name, x.value, x.timestamp, x.quality) for x in problem.readings] == [
         ("A", 1, stamp, "GOOD"),
         ("B", None, stamp, "BAD"),
     ]
@@ -129,35 +142,38 @@ def test_a_bad_timestamp_refuses_every_reading_of_its_poll(stamp: object, reason
 @pytest.mark.parametrize(
     ("values", "errors", "pointer", "reason"),
     [
-        ({"A": [1, 2]}, {}, "/values/A", "got an array"),
-        ({"A": {"value": 1}}, {}, "/values/A", "needs a quality"),
-        ({"A": {"value": 1, "quality": "UNCERTAIN"}}, {}, "/values/A", "quality must be GOOD or BAD"),
-        ({"A": {"value": 1, "quality": "GOOD", "unit": "C"}}, {}, "/values/A", "unknown key 'unit'"),
-        ({"A": "x" * 4001}, {}, "/values/A", "limit is 4000"),
-        ({"x" * 101: 1}, {}, "/values/" + "x" * 101, "limit is 100"),
-        ({" ": 1}, {}, "/values/ ", "tag name is empty"),
-        ({"a/b~c": [1]}, {}, "/values/a~1b~0c", "got an array"),
-        ({}, {"A": 5}, "/errors/A", "read error must be a string"),
-        ({"A": 1}, {"A": "timeout"}, "/values/A", "in both values and errors"),
+        ([r("A", [1, 2])], [], "/values/1 (tag 'A')", "got an array"),
+        ([r("A", 1, quality="UNCERTAIN")], [], "/values/1 (tag 'A')", "quality must be GOOD or BAD"),
+        ([r("A", 1, unit="C")], [], "/values/1 (tag 'A')", "unknown key 'unit'"),
+        ([{"value": 1}], [], "/values/1", "missing tag"),
+        ([7], [], "/values/1", "a reading must be an object"),
+        ([r("A", "x" * 4001)], [], "/values/1 (tag 'A')", "limit is 4000"),
+        ([r("x" * 101, 1)], [], "/values/1 (tag '" + "x" * 101 + "')", "limit is 100"),
+        ([r(" ", 1)], [], "/values/1 (tag ' ')", "tag name is empty"),
+        ([r(5, 1)], [], "/values/1", "tag name must be a string"),  # type: ignore[arg-type]
+        ([], [{"tag": "A", "error": 5}], "/errors/0 (tag 'A')", "error must be a string"),
+        ([], [{"tag": "A"}], "/errors/0 (tag 'A')", "error must be a string"),
+        ([], [{"tag": "A", "error": "x", "value": 1}], "/errors/0 (tag 'A')", "unknown key 'value'"),
     ],
 )
-def test_a_bad_reading_refuses_that_tag_only(
-    values: dict[str, Any], errors: dict[str, Any], pointer: str, reason: str
+def test_a_bad_reading_refuses_that_reading_only(
+    values: list[Any], errors: list[Any], pointer: str, reason: str
 ) -> None:
-    parsed = parse(poll(values={"GOOD1": 1.5, **values}, errors=errors))
-    assert ("GOOD1", 1.5) in [(v.tag_name, v.value) for v in parsed.values]
-    assert parsed.problems[0].pointer == pointer
-    assert reason in parsed.problems[0].reason
-    assert all(len(p.readings) == 1 for p in parsed.problems)
+    parsed = parse(poll(values=[r("GOOD1", 1.5), *values], errors=errors))
+    assert [(v.tag_name, v.value) for v in parsed.values] == [("GOOD1", 1.5)]
+    (problem,) = parsed.problems
+    assert problem.pointer == pointer
+    assert reason in problem.reason
+    assert len(problem.readings) == 1
 
 
 def test_poll_structure_faults_name_the_key() -> None:
     cases = {
-        "/values": poll(values=[1]),
+        "/values": poll(values={"A": 1}),
         "/errors": poll(errors="boom"),
         "/unit": poll(unit="C"),
-        "/timestamp": {"group": "g", "values": {"A": 1}},
-        "/group": {**poll(values={"A": 1}), "group": "g" * 101},
+        "/timestamp": {"group": "g", "values": [r("A", 1)]},
+        "/group": {**poll(values=[r("A", 1)]), "group": "g" * 101},
     }
     for pointer, document in cases.items():
         problems = parse(document).problems
@@ -170,9 +186,9 @@ def test_rejected_rows_carry_where_the_message_came_from() -> None:
     assert rows == [
         InvalidValue("", "\x00garbage", None, "", f"mqtt topic plant/line1: /: {parsed.problems[0].reason}")
     ]
-    tagged = parse(poll(values={"A": [1]}))
+    tagged = parse(poll(values=[r("A", [1])]))
     (row,) = as_invalid(tagged.problems[0], where="mqtt topic t", excerpt="")
-    assert row.tag_name == "A" and row.reason.startswith("mqtt topic t: /values/A: ")
+    assert row.tag_name == "A" and row.reason.startswith("mqtt topic t: /values/0 (tag 'A'): ")
     assert excerpt(b"x" * 1000).endswith("...") and len(excerpt(b"x" * 1000)) == 203
 
 
@@ -202,22 +218,27 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 
 DOCUMENTS: list[Any] = [
-    poll(values={"A": 1, "B": "x", "C": None, "D": {"quality": "BAD"}}, errors={"E": "timeout"}),
+    poll(
+        values=[r("A", 1), r("B", "x"), {"tag": "C"}, r("D", None, quality="BAD")],
+        errors=[{"tag": "E", "error": ""}],
+    ),
     poll(),
-    {"polls": [poll(values={"A": 1.5}), poll(errors={"B": ""})]},
+    {"polls": [poll(values=[r("A", 1.5)]), poll(errors=[{"tag": "B", "error": "t"}])]},
     [poll()],
     {"polls": []},
-    poll(values={"A": [1]}),
-    poll(values={"A": {"value": 1, "quality": "OK"}}),
-    poll(values={"A": {"value": 1}}),
-    poll(values={"x" * 101: 1}),
-    poll(values={"A": "y" * 4001}),
-    poll(values={" ": 1}),
+    poll(values=[r("A", [1])]),
+    poll(values=[r("A", 1, quality="OK")]),
+    poll(values=[{"value": 1}]),
+    poll(values=[r("x" * 101, 1)]),
+    poll(values=[r("A", "y" * 4001)]),
+    poll(values=[r(" ", 1)]),
+    poll(values={"A": 1}),
     {**poll(), "timestamp": "2026-11-30T10:00:00"},
     {**poll(), "group": ""},
     {**poll(), "extra": 1},
     {"group": "g"},
-    poll(errors={"A": 1}),
+    poll(errors=[{"tag": "A", "error": 1}]),
+    poll(errors=[{"tag": "A"}]),
 ]
 
 
@@ -234,4 +255,4 @@ def test_the_openapi_form_has_no_type_lists_and_resolves_every_reference() -> No
     assert '"type": [' not in text
     for ref in re.findall(r'"#/components/schemas/(\w+)"', text):
         assert ref in schemas
-    assert schemas["ValuesScalar"]["nullable"] is True
+    assert schemas["TagValuesScalar"]["nullable"] is True

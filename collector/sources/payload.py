@@ -3,19 +3,24 @@
 One poll is what a polling engine reads from one group at one moment::
 
     {"group": "line1", "timestamp": "2026-11-30T10:00:00.250Z",
-     "values": {"L1.Temp": 71.5, "L1.State": "RUNNING", "L1.Valve": {"value": 3, "quality": "BAD"}},
-     "errors": {"L1.Flow": "read timeout"}}
+     "values": [{"tag": "L1.Temp", "value": 71.5},
+                {"tag": "L1.State", "value": "RUNNING"},
+                {"tag": "L1.Valve", "value": 3, "quality": "BAD"}],
+     "errors": [{"tag": "L1.Flow", "error": "read timeout"}]}
 
-A batch is ``{"polls": [poll, ...]}``. ``values`` maps tag names to a number, string, boolean or
-null (quality GOOD), or to ``{"value": ..., "quality": "GOOD"|"BAD"}``; ``errors`` maps tag names to
-the read error, stored as quality BAD with no value (FR-017). The timestamp is RFC 3339 with an
-offset: a naive time is ambiguous once it has crossed a network, so it is refused here.
+A batch is ``{"polls": [poll, ...]}``. A reading's value is a number, a string, a boolean or null;
+its quality is GOOD unless it says BAD; a read error is stored as quality BAD with no value
+(FR-017). The timestamp is RFC 3339 with an offset: a naive time is ambiguous once it has crossed a
+network, so it is refused here. Readings are arrays rather than objects keyed by tag name so that
+every rule (tag names of 1 to 100 characters, say) is one a JSON Schema and an OpenAPI 3.0
+document can state, and generated clients and fuzzers follow it. A tag listed twice in one poll is
+not an error: both readings carry the same key, so the second is stored as a counted duplicate.
 
 :func:`parse_payload` turns the raw bytes into validated :class:`~collector.model.TagValue` s and a
 list of :class:`Problem` s, each with a JSON pointer to the item and a reason a person can act on.
-A problem with a poll (bad timestamp) refuses that poll's readings; a problem with a tag refuses
-that tag only. The JSON Schema in ``schemas/tag-values.schema.json`` says the same in a machine's
-words (:func:`json_schema` builds it; a test keeps the file equal to it).
+A problem with a poll (bad timestamp) refuses that poll's readings; a problem with a reading
+refuses that reading only. The JSON Schema in ``schemas/tag-values.schema.json`` says the same in a
+machine's words (:func:`json_schema` builds it; a test keeps the file equal to it).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ EXCERPT_CHARS = 200
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _POLL_KEYS = frozenset({"group", "timestamp", "values", "errors"})
-_READING_KEYS = frozenset({"value", "quality"})
+_READING_KEYS = frozenset({"tag", "value", "quality"})
+_ERROR_KEYS = frozenset({"tag", "error"})
 _QUALITIES = (Quality.GOOD.value, Quality.BAD.value)
 
 
@@ -148,8 +154,8 @@ def _parse_batch(document: dict[str, Any], parsed: Parsed) -> None:
 
 
 def _parse_poll(poll: dict[str, Any], where: str, parsed: Parsed) -> None:
-    values = poll.get("values", {})
-    errors = poll.get("errors", {})
+    values = poll.get("values", [])
+    errors = poll.get("errors", [])
     raw_stamp = poll.get("timestamp")
     # Poll-level faults refuse every reading of the poll, each kept for the rejected CSV.
     fault = _poll_fault(poll, where, values, errors)
@@ -164,35 +170,16 @@ def _parse_poll(poll: dict[str, Any], where: str, parsed: Parsed) -> None:
         return
     assert stamp is not None
     accepted = 0
-    for name, raw in values.items():
-        problem = _reading(
-            name, raw, stamp, _pointer_in(where, "values", name), parsed, also_error=name in errors
-        )
-        if problem is None:
-            accepted += 1
-        else:
-            parsed.problems.append(problem)
-    for name, error in errors.items():
-        pointer = _pointer_in(where, "errors", name)
-        reason = validation_error(name, None, Quality.BAD.value)
-        if reason is None and not isinstance(error, str):
-            reason = f"a read error must be a string, got {_kind(error)}"
-        if reason is None and name in values:
-            reason = "the tag is in both values and errors"
-        if reason is None:
-            parsed.values.append(TagValue(name, None, stamp, Quality.BAD.value))
-            accepted += 1
-        else:
-            parsed.problems.append(
-                Problem(pointer, reason, (InvalidValue(name, None, stamp, Quality.BAD.value, reason),))
-            )
+    for section, items in (("values", values), ("errors", errors)):
+        for index, item in enumerate(items):
+            problem = _reading(item, stamp, f"{where}/{section}/{index}", parsed, error=section == "errors")
+            if problem is None:
+                accepted += 1
+            else:
+                parsed.problems.append(problem)
     parsed.polls += 1
     if accepted:
         parsed.timestamps.append(stamp)
-
-
-def _pointer_in(where: str, section: str, name: str) -> str:
-    return where + _pointer(section, name)
 
 
 def _poll_fault(poll: dict[str, Any], where: str, values: object, errors: object) -> Problem | None:
@@ -206,56 +193,66 @@ def _poll_fault(poll: dict[str, Any], where: str, values: object, errors: object
         return Problem(where + "/group", f"group is {len(group)} characters, the limit is {MAX_GROUP_LENGTH}")
     if "timestamp" not in poll:
         return Problem(where + "/timestamp", "missing (RFC 3339 with an offset, e.g. 2026-11-30T10:00:00Z)")
-    if not isinstance(values, dict):
-        return Problem(where + "/values", f"must be an object of tag name to value, got {_kind(values)}")
-    if not isinstance(errors, dict):
-        return Problem(where + "/errors", f"must be an object of tag name to read error, got {_kind(errors)}")
+    if not isinstance(values, list):
+        return Problem(where + "/values", f"must be an array of readings, got {_kind(values)}")
+    if not isinstance(errors, list):
+        return Problem(where + "/errors", f"must be an array of read errors, got {_kind(errors)}")
     return None
 
 
 def _readable(values: object, errors: object, stamp: object, reason: str) -> tuple[InvalidValue, ...]:
     """Whatever tag readings a refused poll held, so that each appears in the rejected CSV."""
     out: list[InvalidValue] = []
-    if isinstance(values, dict):
-        for name, raw in values.items():
-            value, quality = _split_reading(raw)
-            out.append(InvalidValue(name, value, stamp, quality, reason))
-    if isinstance(errors, dict):
-        out.extend(InvalidValue(name, None, stamp, Quality.BAD.value, reason) for name in errors)
+    for items, bad in ((values, False), (errors, True)):
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if isinstance(item, dict):
+                quality = Quality.BAD.value if bad else item.get("quality", Quality.GOOD.value)
+                out.append(
+                    InvalidValue(item.get("tag"), None if bad else item.get("value"), stamp, quality, reason)
+                )
+            else:
+                out.append(InvalidValue(None, item, stamp, "", reason))
     return tuple(out)
 
 
-def _split_reading(raw: object) -> tuple[object, object]:
-    if isinstance(raw, dict) and "quality" in raw and set(raw) <= _READING_KEYS:
-        return raw.get("value"), raw["quality"]
-    return raw, Quality.GOOD.value
-
-
-def _reading(
-    name: str, raw: object, stamp: datetime, pointer: str, parsed: Parsed, *, also_error: bool
-) -> Problem | None:
-    value, quality = raw, Quality.GOOD.value
-    reason: str | None = None
-    if isinstance(raw, dict):
-        extra = sorted(set(raw) - _READING_KEYS)
-        if extra:
-            reason = f"unknown key {extra[0]!r} in a reading (only value, quality)"
-        elif "quality" not in raw:
-            reason = "a reading object needs a quality (GOOD or BAD)"
-        else:
-            value, quality = raw.get("value"), raw["quality"]
-            if quality not in _QUALITIES:
-                reason = f"quality must be GOOD or BAD, got {quality!r}"
-    if reason is None:
-        if isinstance(value, list | dict):
-            reason = f"a value must be a number, string, boolean or null, got {_kind(value)}"
-        else:
-            reason = validation_error(name, value, quality)
-    if reason is None and also_error:
-        reason = "the tag is in both values and errors"
-    if reason is not None:
-        return Problem(pointer, reason, (InvalidValue(name, value, stamp, quality, reason),))
+def _reading(item: object, stamp: datetime, pointer: str, parsed: Parsed, *, error: bool) -> Problem | None:
+    """One element of ``values`` (``{tag, value, quality?}``) or of ``errors`` (``{tag, error}``)."""
+    if not isinstance(item, dict):
+        kind = "read error" if error else "reading"
+        reason = f"a {kind} must be an object, got {_kind(item)}"
+        return Problem(pointer, reason, (InvalidValue(None, item, stamp, "", reason),))
+    name = item.get("tag")
+    quality = Quality.BAD.value if error else item.get("quality", Quality.GOOD.value)
+    value = None if error else item.get("value")
+    problem = _reading_fault(item, error) or validation_error(name, value, quality)
+    if problem is not None:
+        reason = problem
+        where = f"{pointer} (tag {name!r})" if isinstance(name, str) else pointer
+        return Problem(where, reason, (InvalidValue(name, value, stamp, quality, reason),))
     parsed.values.append(TagValue(name, value, stamp, quality))  # type: ignore[arg-type]
+    return None
+
+
+def _reading_fault(item: dict[str, Any], error: bool) -> str | None:
+    keys = _ERROR_KEYS if error else _READING_KEYS
+    extra = sorted(set(item) - keys)
+    if extra:
+        kind = "read error" if error else "reading"
+        return f"unknown key {extra[0]!r} (a {kind} has {', '.join(sorted(keys))})"
+    if "tag" not in item:
+        return "missing tag"
+    if error:
+        detail = item.get("error")
+        if not isinstance(detail, str):
+            return f"error must be a string (the read error), got {_kind(detail)}"
+        return None
+    value = item.get("value")
+    if isinstance(value, list | dict):
+        return f"value must be a number, string, boolean or null, got {_kind(value)}"
+    if "quality" in item and item["quality"] not in _QUALITIES:
+        return f"quality must be GOOD or BAD, got {item['quality']!r}"
     return None
 
 
@@ -297,18 +294,15 @@ def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
 # --------------------------------------------------------------------------- the JSON Schema
 
 
-def _tag_name() -> dict[str, Any]:
-    return {
+def json_schema() -> dict[str, Any]:
+    """The payload contract as JSON Schema (draft 2020-12), shipped as ``schemas/`` + SCHEMA_FILE."""
+    tag = {
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_TAG_NAME_LENGTH,
         "pattern": r"\S",
-        "description": "Tag name: up to 100 characters, not only spaces (FR-013).",
+        "description": "Tag name: 1 to 100 characters, not only spaces (FR-013).",
     }
-
-
-def json_schema() -> dict[str, Any]:
-    """The payload contract as JSON Schema (draft 2020-12), shipped as ``schemas/`` + SCHEMA_FILE."""
     scalar = {
         "type": ["number", "string", "boolean", "null"],
         "maxLength": MAX_TEXT_LENGTH,
@@ -316,10 +310,21 @@ def json_schema() -> dict[str, Any]:
     }
     reading = {
         "type": "object",
-        "required": ["quality"],
+        "required": ["tag"],
         "additionalProperties": False,
-        "properties": {"value": {"$ref": "#/$defs/scalar"}, "quality": {"enum": list(_QUALITIES)}},
-        "description": "A reading with an explicit quality.",
+        "properties": {
+            "tag": {"$ref": "#/$defs/tagName"},
+            "value": {"$ref": "#/$defs/scalar"},
+            "quality": {"enum": list(_QUALITIES), "description": "Default GOOD."},
+        },
+        "description": "One tag's reading.",
+    }
+    read_error = {
+        "type": "object",
+        "required": ["tag", "error"],
+        "additionalProperties": False,
+        "properties": {"tag": {"$ref": "#/$defs/tagName"}, "error": {"type": "string"}},
+        "description": "A tag that could not be read: stored with quality BAD and no value.",
     }
     poll = {
         "type": "object",
@@ -332,19 +337,8 @@ def json_schema() -> dict[str, Any]:
                 "format": "date-time",
                 "description": "Collection time, RFC 3339 with an offset (Z or +hh:mm).",
             },
-            "values": {
-                "type": "object",
-                "propertyNames": {"$ref": "#/$defs/tagName"},
-                "additionalProperties": {"anyOf": [{"$ref": "#/$defs/scalar"}, {"$ref": "#/$defs/reading"}]},
-                "description": "Tag name to value (quality GOOD) or to a reading object.",
-            },
-            "errors": {
-                "type": "object",
-                "propertyNames": {"$ref": "#/$defs/tagName"},
-                "additionalProperties": {"type": "string"},
-                "description": "Tag name to read error: stored with quality BAD and no value."
-                " A tag must not be in both values and errors.",
-            },
+            "values": {"type": "array", "items": {"$ref": "#/$defs/reading"}},
+            "errors": {"type": "array", "items": {"$ref": "#/$defs/readError"}},
         },
         "description": "One poll of one group.",
     }
@@ -362,11 +356,18 @@ def json_schema() -> dict[str, Any]:
         "description": "One poll, or a batch of polls, sent to the collector over MQTT or"
         " POST /api/v1/values. See docs/intake.md.",
         "oneOf": [{"$ref": "#/$defs/poll"}, {"$ref": "#/$defs/batch"}],
-        "$defs": {"poll": poll, "batch": batch, "reading": reading, "scalar": scalar, "tagName": _tag_name()},
+        "$defs": {
+            "poll": poll,
+            "batch": batch,
+            "reading": reading,
+            "readError": read_error,
+            "scalar": scalar,
+            "tagName": tag,
+        },
     }
 
 
-def openapi_schemas(prefix: str = "Values") -> dict[str, Any]:
+def openapi_schemas(prefix: str = "TagValues") -> dict[str, Any]:
     """The same contract in OpenAPI 3.0's dialect (``nullable`` for null, refs to components)."""
     source = json_schema()
     names = {name: f"{prefix}{name[0].upper()}{name[1:]}" for name in source["$defs"]}

@@ -21,6 +21,7 @@ from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX, SpoolStats
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
 from collector.stats import Snapshot
+from collector.telemetry.sources import source_metrics
 
 NAMESPACE = "collector"
 
@@ -69,6 +70,7 @@ class SnapshotCollector(Collector):
         yield from _value_metrics(snap)
         yield from _writer_metrics(snap, self._sink_ok())
         yield from _backup_metrics(snap, inventory)
+        yield from source_metrics(snap.sources)
         info = GaugeMetricFamily(
             "collector_build_info",
             "The collector's version and runtime; always 1.",
