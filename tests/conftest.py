@@ -2,6 +2,7 @@
 
 import os
 
+from tests.mqtt_support import mqtt_broker, private_broker  # noqa: F401 - fixtures
 from tests.pg import pg_conn, pg_table, postgres_server  # noqa: F401 - fixtures
 
 # A service built from the environment in a test (or a `collector run` it starts) listens on a free

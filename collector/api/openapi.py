@@ -10,6 +10,7 @@ from typing import Any
 
 from collector import __version__
 from collector.api.ingest import openapi_components, openapi_paths
+from collector.api.sources import SOURCE_INPUT_SCHEMA, SOURCE_SCHEMA
 
 _INT = {"type": "integer", "minimum": 0}
 _NUM = {"type": "number", "minimum": 0}
@@ -159,6 +160,7 @@ _STATUS = _object(
         "values": {"$ref": "#/components/schemas/Values"},
         "backups": {"$ref": "#/components/schemas/Backups"},
         "circuit": {"$ref": "#/components/schemas/Circuit"},
+        "source": {"$ref": "#/components/schemas/Source"},
         "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
         "taken_at": {"type": "string", "format": "date-time"},
     }
@@ -198,6 +200,7 @@ def openapi_document() -> dict[str, Any]:
     ingest = openapi_components()
     document["components"]["schemas"].update(ingest["schemas"])
     document["components"]["securitySchemes"] = ingest["securitySchemes"]
+    document["components"]["schemas"].update({"Source": SOURCE_SCHEMA, "SourceInput": SOURCE_INPUT_SCHEMA})
     return document
 
 

@@ -230,7 +230,6 @@ class MqttSource:
                 client_id=s.client_id,
             )
         self._ever_connected = True
-        self._counters.set_state(SourceState.CONNECTED)
         log_event(
             log,
             logging.INFO,
@@ -285,6 +284,10 @@ class MqttSource:
         reasons: list[ReasonCode],
         _properties: Properties | None,
     ) -> None:
+        refused = [reason for reason in reasons if reason.is_failure]
+        if not refused:
+            # Connected means able to receive: the subscriptions are in place.
+            self._counters.set_state(SourceState.CONNECTED)
         for topic, reason in zip(self._settings.subscriptions, reasons, strict=False):
             if reason.is_failure:
                 self._counters.error(f"subscription {topic} refused: {reason}")
