@@ -137,11 +137,15 @@ def redactor_for(config: Config) -> Redactor:
 
 
 def _print_warnings(loaded: LoadedConfig, redact: Redactor) -> None:
+    for note in loaded.notes:
+        print(f"collector: note: {redact(note)}", file=sys.stderr)
     for warning in loaded.warnings:
         print(f"collector: warning: {redact(warning)}", file=sys.stderr)
 
 
 def _log_warnings(loaded: LoadedConfig) -> None:
+    for note in loaded.notes:
+        log_event(log, logging.INFO, "config_note", note)
     for warning in loaded.warnings:
         log_event(log, logging.WARNING, "config_warning", warning)
 

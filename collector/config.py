@@ -368,8 +368,9 @@ class LoadedConfig:
 
     config: Config
     warnings: tuple[str, ...] = ()
-    """Things that work but deserve attention (a password file others can read, the Oracle sink
-    chosen by an ``ORACLE_*`` variable)."""
+    """Things that work but deserve attention (a password file others can read)."""
+    notes: tuple[str, ...] = ()
+    """Choices made for the operator (the Oracle sink selected by an ``ORACLE_*`` variable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,9 +444,8 @@ def read_config(
         if oracle_switch and any(problem.startswith("sink") for problem in problems):
             lines.append(f"  note: {oracle_switch}")
         raise ConfigError("\n".join(lines))
-    warnings = [oracle_switch] if oracle_switch else []
-    warnings.extend(_file_warnings(config, origins))
-    return LoadedConfig(config, tuple(warnings))
+    notes = (oracle_switch,) if oracle_switch else ()
+    return LoadedConfig(config, tuple(_file_warnings(config, origins)), notes)
 
 
 def _variables(
@@ -580,12 +580,12 @@ def _apply_oracle_env(data: dict[str, Any], variables: Mapping[str, _Variable], 
     switch = ""
     if "type" not in sink:
         sink["type"] = "oracle"
-        causes = ", ".join(variable.origin for variable in given.values())
+        cause = next(iter(given.values()))  # ORACLE_ENV's order: ORACLE_DSN, then ORACLE_HOST, ...
         switch = (
-            f"the sink is Oracle because no sink type is configured and {causes} is set"
-            " (set sink.type, or COLLECTOR_SINK__TYPE, to choose another)"
+            f"the sink is Oracle because {cause.origin} is set and no sink type is configured"
+            " (set sink.type or COLLECTOR_SINK__TYPE to choose another)"
         )
-        origins.by_key[("sink", "type")] = causes
+        origins.by_key[("sink", "type")] = cause.origin
     if sink["type"] != "oracle":
         return ""
     # The environment overrides the file; a COLLECTOR_SINK__<KEY> variable, being the more specific
