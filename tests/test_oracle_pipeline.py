@@ -21,7 +21,8 @@ from collector.config import OracleSinkConfig, load_config
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.service import CollectorService
-from collector.sinks.oracle import OracleSink, ddl, from_config
+from collector.sinks import build_sink
+from collector.sinks.oracle import OracleSink, ddl
 from collector.writer import BatchWriter
 from tests.oracle_double import FakeOracle
 from tests.waiting import wait_until
@@ -55,7 +56,7 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
 
     db = FakeOracle()
     db.execute_ddl(ddl())
-    service = CollectorService(config, sink=from_config(config.sink, driver=db))
+    service = CollectorService(config, sink=build_sink(config.sink, oracle_driver=db))
     service.start()
     try:
         wait_until(lambda: db.count() > 300, 10, what="rows in the database")
