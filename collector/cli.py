@@ -17,7 +17,7 @@ from collector import __version__
 from collector.config import Config, ConfigError, LoadedConfig, read_config
 from collector.logs import configure_logging, log_event, log_failure
 from collector.redaction import Redactor, otlp_secrets
-from collector.sinks import DIALECTS, SinkError, column_spec, schema_ddl
+from collector.sinks import DIALECTS, SinkError, schema_ddl
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -42,12 +42,14 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("COLLECTOR_CONFIG"),
             help="YAML configuration file (default: $COLLECTOR_CONFIG, else the built-in defaults)",
         )
-        sub.add_argument(
+        dotenv = sub.add_mutually_exclusive_group()
+        dotenv.add_argument(
             "--env-file",
             type=Path,
             default=None,
             help="dotenv file to read; it must exist (default: .env in the working directory, if any)",
         )
+        dotenv.add_argument("--no-env-file", action="store_true", help="read no dotenv file, not even ./.env")
 
     run = commands.add_parser("run", help="run the service until SIGTERM/SIGINT (or --duration)")
     with_config(run)
@@ -99,6 +101,22 @@ def _parser() -> argparse.ArgumentParser:
         help="directories to list (default: the configured backup directories)",
     )
     backups.add_argument("--json", action="store_true", help="print the listing as JSON")
+
+    wal = commands.add_parser(
+        "wal",
+        help="show what the write-ahead log holds: segments, unfinished values, time range, mark, damage",
+        description=(
+            "Read the write-ahead log without changing it (safe while the service runs). Exit codes: 0"
+            " clean; 1 damage found that the next start would cut or quarantine (with --verify); 2 bad"
+            " configuration."
+        ),
+    )
+    with_config(wal)
+    wal.add_argument(
+        "--dir", type=Path, default=None, help="the log directory (default: from the configuration)"
+    )
+    wal.add_argument("--verify", action="store_true", help="exit 1 if any record or segment is damaged")
+    wal.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -107,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         loaded = read_config(
             args.config,
-            env_file=args.env_file if args.env_file is not None else ".env",
+            env_file=None if args.no_env_file else (args.env_file or ".env"),
             require_env_file=args.env_file is not None,
         )
     except ConfigError as exc:
@@ -119,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": _schema,
         "replay": _replay,
         "backups": _backups,
+        "wal": _wal,
     }[args.command]
     redact = redactor_for(loaded.config)
     try:
@@ -159,7 +178,7 @@ def _check_config(loaded: LoadedConfig, _args: argparse.Namespace, redact: Redac
 def _schema(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -> int:
     config = loaded.config
     try:
-        ddl = schema_ddl(args.dialect, config.sink.table, column_spec(config.sink.columns))
+        ddl = schema_ddl(args.dialect, config.sink.table, config.sink.columns)
     except ValueError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -205,6 +224,19 @@ def _backups(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -
 
     _print_warnings(loaded, redact)
     return backups_command(loaded.config, args.paths, as_json=args.json)
+
+
+def _wal(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -> int:
+    import json
+
+    from collector.wal.inspect import inspect_log, render
+
+    report = inspect_log(args.dir or loaded.config.wal_dir)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(render(report), end="")
+    return EXIT_FAILURE if args.verify and not report.clean else EXIT_OK
 
 
 if __name__ == "__main__":

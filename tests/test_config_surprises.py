@@ -215,6 +215,14 @@ def test_without_env_file_a_missing_dotenv_is_fine(capsys: pytest.CaptureFixture
     assert cli.main(["check-config"]) == cli.EXIT_OK
 
 
+def test_no_env_file_leaves_the_working_directorys_dotenv_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".env").write_text("COLLECTOR_WRITER__BATCH_SIZE=0\n")
+    assert "writer.batch_size" in refused(["check-config"], capsys)
+    assert cli.main(["check-config", "--no-env-file"]) == cli.EXIT_OK
+
+
 def test_the_compose_dotenv_example_is_a_valid_dotenv_for_the_collector() -> None:
     config = load_config(environ={}, env_file=ROOT / ".env.example")
     assert isinstance(config.sink, OracleSinkConfig)
