@@ -14,15 +14,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool, SpoolStats
+from collector.backup import CsvSpool, SpoolStats
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState, CircuitStatus
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import RowError, SinkError, WriteResult
 from collector.sources.intake import IntakeStats
+from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
-from collector.writer import BatchWriter, WriterListener, WriterStats
+from collector.writer import BatchAttempt, BatchWriter, Destination, WriterListener, WriterStats
 
 
 class ScriptedSink:
@@ -68,19 +69,12 @@ class RecordingListener(WriterListener):
     circuits: list[CircuitStatus] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None:
+    def batch_attempted(self, event: BatchAttempt) -> None:
         with self.changed:
-            self.attempts.append((attempt, result is not None))
+            self.attempts.append((event.attempt, event.ok))
             self.changed.notify_all()
 
-    def batch_saved(self, size: int, destination: str, reason: str) -> None:
+    def batch_saved(self, size: int, destination: Destination, reason: str) -> None:
         with self.changed:
             self.saved.append((size, destination))
             self.changed.notify_all()
@@ -133,8 +127,8 @@ def make_writer(
     batch_size: int = 10,
 ) -> Rig:
     buffer = TagBuffer(1000, batch_size=batch_size)
-    backup = CsvSpool(tmp_path / "backup", prefix=BACKUP_PREFIX)
-    rejected = CsvSpool(tmp_path / "backup", prefix=REJECTED_PREFIX, header=REJECTED_HEADER)
+    backup = CsvSpool(tmp_path / "backup", kind=SpoolKind.BACKUP)
+    rejected = CsvSpool(tmp_path / "backup", kind=SpoolKind.REJECTED)
     writer = BatchWriter(
         buffer,
         sink,
@@ -175,8 +169,6 @@ def writer_stats(**overrides: object) -> WriterStats:
         "in_flight": 0,
         "retry_pending": 0,
         "spilled": 0,
-        "invalid_rejected": 0,
-        "invalid_lost": 0,
         "batches_written": 20,
         "attempts_failed": 0,
         "batches_backed_up": 0,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import OracleSinkConfig, load_config
@@ -22,6 +22,7 @@ from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.service import CollectorService
 from collector.sinks.oracle import OracleSink, ddl, from_config
+from collector.spool_format import SpoolKind
 from collector.writer import BatchWriter
 from tests.oracle_double import FakeOracle
 
@@ -115,12 +116,12 @@ def test_a_missing_table_is_backed_up_and_writing_resumes_once_it_exists(tmp_pat
     db = FakeOracle()  # no table yet: the operator has not run the DDL
     sink = OracleSink(dsn="localhost:1521/FREEPDB1", user="app", password="app-secret", driver=db)
     buffer = TagBuffer(1000, batch_size=50)
-    backup = CsvSpool(tmp_path, prefix=BACKUP_PREFIX)
+    backup = CsvSpool(tmp_path, kind=SpoolKind.BACKUP)
     writer = BatchWriter(
         buffer,
         sink,
         backup,
-        CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER),
+        CsvSpool(tmp_path, kind=SpoolKind.REJECTED),
         flush_interval_s=0.02,
         retry=RetryPolicy.of(3, [0.02]),
         workers=2,

@@ -13,12 +13,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import WRITE_ATTEMPT, SinkError, TransientSinkError, WriteResult
 from collector.sinks.oracle import OracleSink, ddl
+from collector.spool_format import SpoolKind
 from collector.writer import BatchWriter
 from tests.oracle_double import FakeOracle
 
@@ -176,8 +177,8 @@ def test_the_span_carries_the_writers_attempt_number(
     writer = BatchWriter(
         buffer,
         wrapped,
-        CsvSpool(tmp_path, prefix=BACKUP_PREFIX),
-        CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER),
+        CsvSpool(tmp_path, kind=SpoolKind.BACKUP),
+        CsvSpool(tmp_path, kind=SpoolKind.REJECTED),
         flush_interval_s=0.01,
         retry=RetryPolicy.of(3, [0.01]),
         workers=1,

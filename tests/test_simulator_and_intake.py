@@ -4,11 +4,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from collector.backup import REJECTED_HEADER, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import BufferClosedError, TagBuffer
 from collector.model import InvalidValue, PollingData, TagValue
 from collector.sources.intake import Intake, QueueSource
 from collector.sources.simulator import Simulator, split_tags, tag_name
+from collector.spool_format import SpoolKind
 from tests.evidence import read_ledger
 
 
@@ -72,8 +73,9 @@ class Collected:
     def __init__(self) -> None:
         self.items: list[InvalidValue] = []
 
-    def __call__(self, items) -> None:
+    def __call__(self, items) -> int:
         self.items.extend(items)
+        return 0
 
 
 def test_intake_converts_polls_keeps_collection_time_and_marks_read_errors_bad():
@@ -125,7 +127,7 @@ def test_naive_timestamps_can_be_read_as_local_time():
 def test_queue_source_drains_everything_queued_before_it_stops_and_reports_strange_items(tmp_path):
     q: queue.Queue = queue.Queue()
     buffer = TagBuffer(10_000)
-    spool = CsvSpool(tmp_path, prefix="rejected", header=REJECTED_HEADER)
+    spool = CsvSpool(tmp_path, kind=SpoolKind.REJECTED)
     rejected = Collected()
     source = QueueSource(q, Intake(buffer, rejected), poll_timeout_s=0.01)
     source.start()
@@ -147,8 +149,9 @@ def test_producer_never_waits_on_the_consumer():
     gate = threading.Event()
     buffer = TagBuffer(10)
 
-    def slow_reject(items) -> None:
+    def slow_reject(items) -> int:
         gate.wait(5)
+        return 0
 
     source = QueueSource(q, Intake(buffer, slow_reject), poll_timeout_s=0.01)
     source.start()

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import WRITE_ATTEMPT, TransientSinkError, WriteResult
+from collector.spool_format import SpoolKind
 from collector.writer import BatchWriter
 
 
@@ -48,8 +49,8 @@ def test_each_attempt_of_a_batch_is_numbered_for_the_sink(tmp_path: Path) -> Non
     writer = BatchWriter(
         buffer,
         sink,
-        CsvSpool(tmp_path, prefix=BACKUP_PREFIX),
-        CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER),
+        CsvSpool(tmp_path, kind=SpoolKind.BACKUP),
+        CsvSpool(tmp_path, kind=SpoolKind.REJECTED),
         flush_interval_s=0.01,
         retry=RetryPolicy.of(3, [0.01]),
         workers=1,

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.backup import REJECTED_HEADER, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import TransientSinkError, WriteResult
+from collector.spool_format import SpoolKind
 from collector.writer import BatchWriter, WriterStats
 from tests.evidence import read_spool_rows, spool_keys
 from tests.fakes import (
@@ -74,9 +75,7 @@ class Rig:
         self.buffer = TagBuffer(capacity, batch_size=batch_size, spill_level=spill_level, clock=self.clock)
         self.backup_dirs = [backup_dir or tmp_path / "backup"] + ([fallback_dir] if fallback_dir else [])
         self.backup = CsvSpool(self.backup_dirs[0], fallback_dir=fallback_dir, clock=self.clock)
-        self.rejected = CsvSpool(
-            self.backup_dirs[0], prefix="rejected", header=REJECTED_HEADER, fallback_dir=fallback_dir
-        )
+        self.rejected = CsvSpool(self.backup_dirs[0], kind=SpoolKind.REJECTED, fallback_dir=fallback_dir)
         self.sink = sink
         self.writer = BatchWriter(
             self.buffer,
