@@ -15,7 +15,7 @@ import yaml
 from collector import __version__
 from collector.config import Config, ConfigError, load_config
 from collector.logs import configure_logging, log_event
-from collector.sinks import DIALECTS, SinkError, column_spec, schema_ddl
+from collector.sinks import DIALECTS, SinkError, schema_ddl
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -121,7 +121,7 @@ def _check_config(config: Config, _args: argparse.Namespace) -> int:
 
 def _schema(config: Config, args: argparse.Namespace) -> int:
     try:
-        ddl = schema_ddl(args.dialect, config.sink.table, column_spec(config.sink.columns))
+        ddl = schema_ddl(args.dialect, config.sink.table, config.sink.columns)
     except ValueError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return EXIT_CONFIG

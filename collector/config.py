@@ -28,11 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from collector.sinks.base import IDENTIFIER, ColumnSpec, InvalidColumnName
+
 ENV_PREFIX = "COLLECTOR_"
 ENV_NESTING = "__"
 SECRET_MASK = "********"
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -86,32 +86,16 @@ class WriterConfig(_Section):
         return self
 
 
-class ColumnNames(_Section):
-    """Column names of the target table; the defaults follow FR-013."""
-
-    tag_name: str = "tag_name"
-    tag_value: str = "tag_value"
-    tag_value_text: str = "tag_value_text"
-    timestamp: str = "timestamp"
-    quality: str = "quality"
-
-    @field_validator("*")
-    @classmethod
-    def _is_identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a plain SQL identifier")
-        return value
-
-
 class _SinkBase(_Section):
     table: str = "TAG_DATA"
-    columns: ColumnNames = Field(default_factory=ColumnNames)
+    columns: ColumnSpec = Field(default_factory=ColumnSpec)
+    """The target table's column names; each must be a plain SQL identifier."""
 
     @field_validator("table")
     @classmethod
     def _table_is_identifier(cls, value: str) -> str:
         parts = value.split(".")
-        if len(parts) > 2 or not all(_IDENTIFIER.match(part) for part in parts):
+        if len(parts) > 2 or not all(IDENTIFIER.match(part) for part in parts):
             raise ValueError(f"{value!r} is not a plain table name (optionally schema.table)")
         return value
 
@@ -356,17 +340,20 @@ def _describe(exc: ValidationError, path: Path | str | None) -> str:
     lines = [f"invalid configuration{where}:"]
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidColumnName):
+            loc.append(cause.field)  # the column type checks its names itself; name the one at fault
         # Drop the union tag pydantic inserts ("sink.oracle.host" -> "sink.host").
         if len(loc) > 1 and loc[0] == "sink" and loc[1] in {"sqlite", "oracle", "postgresql"}:
             loc.pop(1)
         key = ".".join(loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
             message = "unknown key"
         shown = error.get("input")
         suffix = ""
         plain = isinstance(shown, str | int | float) and "password" not in key
-        if plain and error["type"] not in {"extra_forbidden", "missing"}:
+        if plain and error["type"] not in {"extra_forbidden", "unexpected_keyword_argument", "missing"}:
             suffix = f" (got {shown!r})"
         lines.append(f"  {key}: {message}{suffix}")
     return "\n".join(lines)

@@ -15,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow
+
 CASES = {
     "bench_pipeline.py": (
         ["--values", "4000", "--workers", "2"],
