@@ -8,9 +8,10 @@ from collector.backup import CsvSpool
 from collector.buffer import BufferClosedError, TagBuffer
 from collector.model import InvalidValue, PollingData, TagValue
 from collector.sources.intake import Intake, QueueSource
+from collector.sources.invalid import RejectedReadings
 from collector.sources.simulator import Simulator, split_tags, tag_name
 from collector.spool_format import SpoolKind
-from tests.evidence import read_ledger
+from tests.evidence import read_ledger, read_spool_rows
 
 
 def drain(q: queue.Queue) -> list[PollingData]:
@@ -164,3 +165,26 @@ def test_producer_never_waits_on_the_consumer():
     buffer.close()
     with pytest.raises(BufferClosedError):
         buffer.put(TagValue("a", 1, datetime.now(UTC)))
+
+
+def test_invalid_readings_land_in_the_rejected_file_and_are_counted_by_intake(tmp_path):
+    buffer = TagBuffer(10)
+    spool = CsvSpool(tmp_path, kind=SpoolKind.REJECTED)
+    intake = Intake(buffer, RejectedReadings(spool))
+    now = datetime.now(UTC)
+    intake.submit(PollingData("g", now, {"ok": 1.0, "": 2.0, "obj": object()}))
+    spool.close()
+    rows = read_spool_rows([tmp_path], "rejected")
+    assert sorted(r["reason"] for r in rows) == ["tag name is empty", "unsupported value type object"]
+    assert all(r["error_code"] == "INVALID" for r in rows)
+    stats = intake.stats()
+    assert (stats.accepted, stats.invalid, stats.rejected, stats.lost) == (1, 2, 2, 0)
+
+
+def test_invalid_readings_no_file_can_take_are_counted_lost(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    intake = Intake(TagBuffer(10), RejectedReadings(CsvSpool(blocker / "backup", kind=SpoolKind.REJECTED)))
+    intake.submit(PollingData("g", "not a time", {"a": 1, "b": 2}))  # type: ignore[arg-type]
+    stats = intake.stats()
+    assert (stats.invalid, stats.rejected, stats.lost) == (2, 0, 2)
