@@ -50,6 +50,10 @@ CASES = {
     ),
     "bench_replay.py": (["--values", "3000"], [r"replay, empty table: +[\d,]+ values/s"]),
     "bench_oracle_sink.py": (["--batches", "4", "--repeat", "1"], [r"rows/s"]),
+    "bench_wal_store.py": (
+        ["--batches", "30", "--repeat", "1"],
+        [r"\| segment files \| interval \| [\d.]+ \| [\d.]+ \| 1\.00x \|", r"\| SQLite \| always \|"],
+    ),
 }
 
 
