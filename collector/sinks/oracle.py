@@ -55,6 +55,7 @@ from collector.sinks.oracle_schema import (
     ColumnInfo,
     TableLayout,
     TableName,
+    TextLimit,
     ValueMode,
     check_columns,
     ddl,
@@ -70,6 +71,8 @@ OPERATION = "BATCH INSERT"
 
 NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
 INVALID = "INVALID"
+VALUE_TOO_LARGE = "ORA-12899"
+"""The code of a value over its column's length, refused before sending: what Oracle would say."""
 
 
 def _server_of(dsn: str) -> tuple[str | None, int | None, str | None]:
@@ -92,6 +95,7 @@ def bind_rows(
     rows: list[tuple[object, ...]] = []
     positions: list[int] = []
     mode = layout.mode
+    checked = [(position, limit.safe_length, limit) for position, limit in layout.checked_binds()]
     for index, value in enumerate(batch):
         try:
             number, text = split_value(value.value)
@@ -116,9 +120,24 @@ def bind_rows(
                 )
                 continue
             row = (value.tag_name, number, stamp, str(value.quality))
+        refusal = _too_long(row, checked)
+        if refusal is not None:
+            rejected.append(RowError(index, VALUE_TOO_LARGE, refusal))
+            continue
         rows.append(row)
         positions.append(index)
     return rows, positions
+
+
+def _too_long(row: tuple[object, ...], checked: list[tuple[int, int, TextLimit]]) -> str | None:
+    for position, safe, limit in checked:
+        text = row[position]
+        # Most text is short: only text longer than the column's safe length is measured.
+        if isinstance(text, str) and len(text) > safe:
+            refusal = limit.refusal(text)
+            if refusal is not None:
+                return refusal
+    return None
 
 
 def _spell(number: int | float) -> str:
