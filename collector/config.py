@@ -181,6 +181,31 @@ class BackupConfig(_Section):
     a closed file can be replayed while the service runs."""
 
 
+class WalConfig(_Section):
+    """The write-ahead log (docs/reliability.md): the crash record of the values held in memory."""
+
+    durability: Literal["off", "interval", "always"] = "interval"
+    """``interval``: each poll batch reaches the operating system before it is accepted (survives a
+    killed process) and is fsynced every ``fsync_interval_s``; ``always``: fsynced before it is
+    accepted (survives a power cut); ``off``: memory only."""
+    dir: Path | None = None
+    """Default: ``wal`` beside the SQLite file, or ``data/wal`` for the other databases."""
+    fsync_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+    segment_bytes: Annotated[int, Field(ge=4096, le=1024**3)] = 8 * 1024 * 1024
+    max_bytes: Annotated[int, Field(ge=8192)] = 512 * 1024 * 1024
+    """When the log holds this much, new values are accepted but not logged (counted and alerted)
+    until released values make room: intake never waits for the disk."""
+
+    @model_validator(mode="after")
+    def _cap_holds_segments(self) -> WalConfig:
+        if self.max_bytes < 2 * self.segment_bytes:
+            raise ValueError(
+                f"wal.max_bytes ({self.max_bytes}) must be at least twice wal.segment_bytes"
+                f" ({self.segment_bytes})"
+            )
+        return self
+
+
 class ApiConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -198,6 +223,7 @@ class Config(_Section):
     writer: WriterConfig = Field(default_factory=WriterConfig)
     sink: SinkConfig = Field(default_factory=SqliteSinkConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    wal: WalConfig = Field(default_factory=WalConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -226,6 +252,15 @@ class Config(_Section):
                 " a worker would wait for a connection"
             )
         return self
+
+    @property
+    def wal_dir(self) -> Path:
+        """Where the write-ahead log lives: ``wal.dir``, else beside the SQLite file, else ``data/wal``."""
+        if self.wal.dir is not None:
+            return self.wal.dir
+        if isinstance(self.sink, SqliteSinkConfig):
+            return Path(self.sink.path).parent / "wal"
+        return Path("data/wal")
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data, every secret replaced by a mask."""

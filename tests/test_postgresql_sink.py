@@ -409,6 +409,7 @@ def test_ping_reports_a_refused_login_as_permanent(
 
 
 @postgres
+@pytest.mark.slow  # waits out real connect and call timeouts, several seconds
 def test_a_server_that_accepts_and_never_answers_cannot_hold_a_writer(pg_table: str) -> None:
     with TcpProxy(pg.PG_PORT) as proxy:
         sink = PostgresSink(
