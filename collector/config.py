@@ -35,6 +35,7 @@ from pydantic import (
 
 from collector.redaction import MASK, dsn_secrets, dsn_target, redact_dsn, split_oracle_credentials
 from collector.sinks.base import IDENTIFIER, ColumnSpec, InvalidColumnName
+from collector.sinks.oracle_errors import MAX_BATCH_ERRORS
 
 ENV_PREFIX = "COLLECTOR_"
 ENV_NESTING = "__"
@@ -331,6 +332,15 @@ class Config(_Section):
         source = self.source
         if source.tags is not None and source.tags < source.groups:
             raise ValueError(f"source.tags ({source.tags}) is fewer than source.groups ({source.groups})")
+        return self
+
+    @model_validator(mode="after")
+    def _oracle_batch_fits_batch_errors(self) -> Config:
+        if self.sink.type == "oracle" and self.writer.batch_size > MAX_BATCH_ERRORS:
+            raise ValueError(
+                f"writer.batch_size ({self.writer.batch_size}) exceeds {MAX_BATCH_ERRORS}, the most batch"
+                " errors one Oracle executemany can report (python-oracledb DPY-4029)"
+            )
         return self
 
     @model_validator(mode="after")
