@@ -23,7 +23,7 @@ from typing import Protocol
 from collector import __version__
 from collector.api import ApiApp, ApiServer, ServiceInfo
 from collector.api.ingest import IngestEndpoint
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import Config, MqttSourceConfig
@@ -33,10 +33,12 @@ from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
 from collector.sources.counters import SourceCounters, SourceState
 from collector.sources.intake import Intake, QueueSource
+from collector.sources.invalid import RejectedReadings
 from collector.sources.mqtt import MqttSource
 from collector.sources.network import PayloadIntake
 from collector.sources.setup import build_http_intake, build_mqtt_source
 from collector.sources.simulator import Simulator, split_tags
+from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
 from collector.telemetry.sources import SourceLag
@@ -88,15 +90,14 @@ class CollectorService:
         )
         self.backup = CsvSpool(
             backup_cfg.dir,
-            prefix=BACKUP_PREFIX,
+            kind=SpoolKind.BACKUP,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
         self.rejected = CsvSpool(
             backup_cfg.dir,
-            prefix=REJECTED_PREFIX,
-            header=REJECTED_HEADER,
+            kind=SpoolKind.REJECTED,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -123,7 +124,9 @@ class CollectorService:
             tracer=self.telemetry.tracer,
         )
         self.intake = Intake(
-            self.buffer, self.writer.reject_invalid, naive_is_utc=config.source.naive_timestamps == "utc"
+            self.buffer,
+            RejectedReadings(self.rejected, tracer=self.telemetry.tracer),
+            naive_is_utc=config.source.naive_timestamps == "utc",
         )
         self.data_queue: queue.Queue[object] = data_queue if data_queue is not None else queue.Queue()
         self.source = QueueSource(self.data_queue, self.intake)

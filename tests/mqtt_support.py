@@ -18,15 +18,14 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.pg import in_ci
+from tests.ci import missing, require_program
 
 HOST = "127.0.0.1"
 PORT = 1883
@@ -49,10 +48,7 @@ def broker_answers(host: str = HOST, port: int = PORT, wait_s: float = 0.0) -> b
 @pytest.fixture(scope="session")
 def mqtt_broker() -> tuple[str, int]:
     if not broker_answers(wait_s=10.0):
-        message = f"no MQTT broker on {HOST}:{PORT} (mosquitto -d -c /etc/mosquitto/mosquitto.conf)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"no MQTT broker on {HOST}:{PORT} (mosquitto -d -c /etc/mosquitto/mosquitto.conf)")
     return HOST, PORT
 
 
@@ -111,26 +107,25 @@ def clear_session(client_id: str, host: str = HOST, port: int = PORT) -> None:
         pass
 
 
-def wait_until(condition: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
+def stays_false(condition: Callable[[], object], seconds: float) -> bool:
+    """True when ``condition`` never came true in ``seconds`` (that nothing more arrives, say)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
-            return True
-        time.sleep(interval_s)
-    return bool(condition())
+            return False
+        time.sleep(0.05)
+    return not condition()
 
 
 class PrivateBroker:
     """A mosquitto of its own on a free port, with persistence in ``directory``; restartable."""
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            message = "the mosquitto binary is not installed"
-            if in_ci():
-                pytest.fail(message)
-            pytest.skip(message)
-        self.binary = binary
+        self.binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto"
+            if Path("/usr/sbin/mosquitto").exists()
+            else require_program("mosquitto", "mosquitto")
+        )
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         with socket.socket() as probe:

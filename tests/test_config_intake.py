@@ -132,7 +132,7 @@ def test_ingest_is_on_for_loopback_and_needs_a_token_beyond_it(tmp_path: Path) -
 def test_ingest_token_mistakes_name_the_key(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"api.ingest.token_file: .* not a readable file with the token"):
+    with pytest.raises(ConfigError, match=r"api.ingest.token_file: .* is empty: its first line must hold"):
         load_config(None, environ={"COLLECTOR_API__INGEST__TOKEN_FILE": str(empty)}, env_file=None)
     with pytest.raises(ConfigError, match=r"api.ingest.max_body_bytes: .*greater than or equal to 1024"):
         load_config(None, environ={"COLLECTOR_API__INGEST__MAX_BODY_BYTES": "10"}, env_file=None)

@@ -20,7 +20,7 @@ from collector.service import CollectorService
 from collector.sources.counters import SourceCounters
 from collector.sources.intake import Intake
 from collector.sources.network import PayloadIntake
-from tests.mqtt_support import wait_until
+from tests.waiting import wait_until
 
 TOKEN = "t0ken-for-tests"
 
@@ -101,7 +101,7 @@ def test_accepted_values_are_answered_202_and_stored(service: CollectorService) 
         service, {"polls": [poll("2026-11-30T10:00:00Z", "H1", "H2"), poll("2026-11-30T10:00:01Z", "H3")]}
     )
     assert (status, body) == (202, {"accepted": 3, "polls": 2})
-    assert wait_until(lambda: {"H1", "H2", "H3"} <= _stored(service))
+    wait_until(lambda: {"H1", "H2", "H3"} <= _stored(service))
     http_stats = next(s for s in service.snapshot().sources if s.kind == "http")
     assert http_stats.values >= 3
 
@@ -158,7 +158,7 @@ def test_size_type_and_method_are_checked(service: CollectorService) -> None:
 
 def test_while_shutting_down_values_are_refused_with_503(tmp_path: Path) -> None:
     buffer = TagBuffer(100)
-    intake = PayloadIntake(Intake(buffer, lambda _items: None), SourceCounters("http", "/"), partial=False)
+    intake = PayloadIntake(Intake(buffer, lambda _items: 0), SourceCounters("http", "/"), partial=False)
     stopping = {"now": False}
     endpoint = IngestEndpoint(
         intake, token=None, max_body_bytes=4096, refusing=lambda: "shutting down" if stopping["now"] else None

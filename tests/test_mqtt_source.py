@@ -30,9 +30,10 @@ from tests.mqtt_support import (
     Publisher,
     clear_session,
     poll_payload,
+    stays_false,
     unique,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("mqtt_broker")
 
@@ -62,15 +63,21 @@ class Rig:
         self.buffer = buffer if buffer is not None else TagBuffer(100_000)
         self.invalid: list[InvalidValue] = []
         self.counters = SourceCounters("mqtt", "test")
-        intake = Intake(self.buffer, self.invalid.extend)
+        intake = Intake(self.buffer, self._refused)
         config = {"session_expiry_s": TEST_SESSION_EXPIRY_S, "reconnect_max_s": 2, **settings}
         self.settings = MqttSettings(client_id=client_id, topics=(f"{topic}/#",), **config)
         self.source = MqttSource(self.settings, PayloadIntake(intake, self.counters, partial=True))
 
+    def _refused(self, items: Iterable[InvalidValue]) -> int:
+        self.invalid.extend(items)
+        return 0  # none lost
+
     def start(self) -> Rig:
         self.source.start()
         # Connected once the broker has granted the subscriptions.
-        assert wait_until(lambda: self.counters.stats().state is SourceState.CONNECTED), "no connection"
+        wait_until(
+            lambda: self.counters.stats().state is SourceState.CONNECTED, what="a subscribed connection"
+        )
         return self
 
     def values(self) -> list[TagValue]:
@@ -100,7 +107,7 @@ def test_values_arrive_and_a_graceful_stop_leaves_nothing_to_redeliver(
     try:
         with Publisher() as pub:
             pub.publish(f"{topic}/line1", polls(20))
-        assert wait_until(lambda: rig.counters.stats().values == 200)
+        wait_until(lambda: rig.counters.stats().values == 200)
     finally:
         rig.source.stop()
     got = rig.values()
@@ -116,8 +123,8 @@ def test_values_arrive_and_a_graceful_stop_leaves_nothing_to_redeliver(
     try:
         with Publisher() as pub:
             pub.publish(f"{topic}/line1", polls(1, start=100))
-        assert wait_until(lambda: again.counters.stats().messages == 1)
-        assert not wait_until(lambda: again.counters.stats().messages > 1, timeout_s=1.0)
+        wait_until(lambda: again.counters.stats().messages == 1)
+        assert stays_false(lambda: again.counters.stats().messages > 1, 1.0)
     finally:
         again.source.stop()
     assert again.counters.stats().redeliveries == 0
@@ -158,7 +165,7 @@ def test_a_message_is_acknowledged_only_after_its_accept_call_returned(
 
     second = Rig(topic, client_id).start()
     try:
-        assert wait_until(lambda: second.counters.stats().values == 10)
+        wait_until(lambda: second.counters.stats().values == 10)
     finally:
         second.source.stop()
     stats = second.counters.stats()
@@ -192,7 +199,7 @@ def test_malformed_messages_are_rejected_with_topic_and_reason_and_acknowledged(
                 ],
             )
             pub.publish(f"{topic}/late", polls(1, tags=3))
-        assert wait_until(lambda: rig.counters.stats().messages == 5)
+        wait_until(lambda: rig.counters.stats().messages == 5)
     finally:
         rig.source.stop()
     assert sorted(v.tag_name for v in rig.values()) == ["OK", "T000", "T001", "T002"]
@@ -214,7 +221,7 @@ def test_malformed_messages_are_rejected_with_topic_and_reason_and_acknowledged(
     # All acknowledged: nothing comes back.
     again = Rig(topic, client_id).start()
     try:
-        assert not wait_until(lambda: again.counters.stats().messages > 0, timeout_s=1.0)
+        assert stays_false(lambda: again.counters.stats().messages > 0, 1.0)
     finally:
         again.source.stop()
 
@@ -231,7 +238,7 @@ def test_a_shared_group_hands_each_message_to_one_member(topic: str, sessions: l
             assert member.settings.subscriptions == (f"$share/{group}/{topic}/#",)
         with Publisher() as pub:
             pub.publish(f"{topic}/line1", polls(40, tags=5))
-        assert wait_until(lambda: sum(m.counters.stats().values for m in members) == 200)
+        wait_until(lambda: sum(m.counters.stats().values for m in members) == 200)
     finally:
         for member in members:
             member.source.stop()
@@ -284,11 +291,11 @@ def test_the_service_stores_what_arrives_and_shows_its_source(
     service.start()
     try:
         assert service.mqtt is not None
-        assert wait_until(lambda: service.mqtt is not None and service.mqtt.counters.stats().up)
+        wait_until(lambda: service.mqtt is not None and service.mqtt.counters.stats().up)
         with Publisher() as pub:
             pub.publish(f"{topic}/probe", [b"probe"])
             pub.publish(f"{topic}/line1", polls(5, tags=20))
-        assert wait_until(lambda: service.snapshot().writer.written == 100)
+        wait_until(lambda: service.snapshot().writer.written == 100)
         assert service.api is not None
         status = _get_json(f"{service.api.url}/api/v1/status")
         with urllib.request.urlopen(f"{service.api.url}/metrics", timeout=5) as response:
@@ -322,7 +329,7 @@ def test_a_broker_restart_mid_run_loses_nothing_published_with_qos1(
     counters = service.mqtt.counters
     published: list[bytes] = []
     try:
-        assert wait_until(lambda: counters.stats().up)
+        wait_until(lambda: counters.stats().up)
         pub = Publisher(HOST, private_broker.port)
         try:
             first = polls(50, tags=20)
@@ -332,7 +339,7 @@ def test_a_broker_restart_mid_run_loses_nothing_published_with_qos1(
             pub.close()
         # The broker goes away (as its service manager would stop it) while values wait for us.
         private_broker.stop()
-        assert wait_until(lambda: not counters.stats().up)
+        wait_until(lambda: not counters.stats().up)
         private_broker.start()
         pub = Publisher(HOST, private_broker.port)
         try:
@@ -341,8 +348,8 @@ def test_a_broker_restart_mid_run_loses_nothing_published_with_qos1(
             published += second
         finally:
             pub.close()
-        assert wait_until(lambda: counters.stats().up, timeout_s=15), "no reconnect"
-        assert wait_until(
+        wait_until(lambda: counters.stats().up, what="the reconnection")
+        wait_until(
             lambda: service.snapshot().writer.written + service.snapshot().writer.duplicate >= 2000, 20
         )
     finally:

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
-from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import OracleSinkConfig, load_config
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.service import CollectorService
-from collector.sinks.oracle import OracleSink, ddl, from_config
-from collector.writer import BatchWriter
+from collector.sinks import build_sink
+from collector.sinks.oracle import OracleSink, ddl
 from tests.oracle_double import FakeOracle
+from tests.waiting import wait_until
+from tests.writer_rig import WriterRig
 
 CONFIG = """
 source:  {{type: simulator, groups: 4, tags_per_group: 25, interval_s: 0.1, bad_ratio: 0.05, seed: 7,
@@ -43,15 +43,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def wait_until(condition: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.mark.slow
 def test_an_outage_loses_nothing(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.csv"
@@ -63,17 +54,17 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
 
     db = FakeOracle()
     db.execute_ddl(ddl())
-    service = CollectorService(config, sink=from_config(config.sink, driver=db))
+    service = CollectorService(config, sink=build_sink(config.sink, oracle_driver=db))
     service.start()
     try:
-        assert wait_until(lambda: db.count() > 300, 10), "nothing reached the database"
+        wait_until(lambda: db.count() > 300, 10, what="rows in the database")
         db.go_down()
-        assert wait_until(lambda: service.writer.circuit.is_open, 10), "the circuit never opened"
+        wait_until(lambda: service.writer.circuit.is_open, 10, what="the circuit to open")
         time.sleep(0.5)  # values keep arriving while the database is down
         db.come_up()
-        assert wait_until(lambda: not service.writer.circuit.is_open, 10), "the circuit never closed"
+        wait_until(lambda: not service.writer.circuit.is_open, 10, what="the circuit to close")
         written_before = db.count()
-        assert wait_until(lambda: db.count() > written_before + 300, 10), "writing did not resume"
+        wait_until(lambda: db.count() > written_before + 300, 10, what="writing to resume")
     finally:
         report = service.stop()
 
@@ -114,37 +105,33 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
 def test_a_missing_table_is_backed_up_and_writing_resumes_once_it_exists(tmp_path: Path) -> None:
     db = FakeOracle()  # no table yet: the operator has not run the DDL
     sink = OracleSink(dsn="localhost:1521/FREEPDB1", user="app", password="app-secret", driver=db)
-    buffer = TagBuffer(1000, batch_size=50)
-    backup = CsvSpool(tmp_path, prefix=BACKUP_PREFIX)
-    writer = BatchWriter(
-        buffer,
+    rig = WriterRig(
+        tmp_path,
         sink,
-        backup,
-        CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER),
-        flush_interval_s=0.02,
+        capacity=1000,
+        batch_size=50,
         retry=RetryPolicy.of(3, [0.02]),
-        workers=2,
         probe_interval_s=0.1,
-        spill=False,
+        backup_dir=tmp_path,
     )
+    writer = rig.writer
     start = datetime(2026, 3, 1, tzinfo=UTC)
     first = [TagValue(f"T{i}", float(i), start) for i in range(120)]
     second = [TagValue(f"T{i}", float(i), start.replace(second=1)) for i in range(120)]
-    writer.start()
+    rig.start()
     try:
-        buffer.put_many(first)
-        assert wait_until(lambda: writer.stats().backed_up == len(first), 10)
+        rig.buffer.put_many(first)
+        wait_until(lambda: writer.stats().backed_up == len(first), 10)
         status = writer.circuit.status()
         assert status.state is CircuitState.OPEN and status.permanent
         assert "ORA-00942" in status.reason
         assert writer.stats().retries == 0  # a permanent error is not retried
         db.execute_ddl(ddl())  # the operator fixes the schema
-        assert wait_until(lambda: not writer.circuit.is_open, 10), "the probe never found the table"
-        buffer.put_many(second)
-        assert wait_until(lambda: db.count() == len(second), 10)
+        wait_until(lambda: not writer.circuit.is_open, 10, what="the probe to find the table")
+        rig.buffer.put_many(second)
+        wait_until(lambda: db.count() == len(second), 10)
     finally:
-        writer.stop(5)
-        backup.close()
+        rig.stop()
         sink.close()
     backed_up = [row for path in tmp_path.glob("backup_*.csv") for row in read_csv(path)]
     assert sorted(row["tag_name"] for row in backed_up) == sorted(v.tag_name for v in first)

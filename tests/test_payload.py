@@ -13,6 +13,7 @@ import pytest
 
 from collector.model import InvalidValue, TagValue
 from collector.sources.payload import (
+    NOT_ONLY_SPACE,
     SCHEMA_FILE,
     as_invalid,
     excerpt,
@@ -190,6 +191,15 @@ def test_rejected_rows_carry_where_the_message_came_from() -> None:
     (row,) = as_invalid(tagged.problems[0], where="mqtt topic t", excerpt="")
     assert row.tag_name == "A" and row.reason.startswith("mqtt topic t: /values/0 (tag 'A'): ")
     assert excerpt(b"x" * 1000).endswith("...") and len(excerpt(b"x" * 1000)) == 203
+
+
+def test_the_schemas_white_space_is_pythons() -> None:
+    # A name of white space only is refused by the model (str.strip) and by the schema's pattern:
+    # the two must agree on every character, or a fuzzer finds a name one accepts and one refuses.
+    pattern = re.compile(NOT_ONLY_SPACE)
+    for code in range(0x110000):
+        char = chr(code)
+        assert bool(pattern.search(char)) is not char.isspace(), hex(code)
 
 
 def test_rfc3339_keeps_microseconds_and_cuts_what_is_finer() -> None:

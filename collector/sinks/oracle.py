@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import oracledb
 from opentelemetry import trace
@@ -44,28 +44,26 @@ from collector.sinks.base import (
     WriteResult,
 )
 from collector.sinks.oracle_errors import (
+    MAX_BATCH_ERRORS,
     Disposition,
     OracleFailure,
     as_error_object,
     classify_exception,
     classify_row_error,
 )
-from collector.sinks.oracle_lookup import key_lookup
 from collector.sinks.oracle_schema import (
     QUALITY_LENGTH,
     ColumnInfo,
     TableLayout,
     TableName,
+    TextLimit,
     ValueMode,
     check_columns,
     ddl,
     dictionary_query,
 )
 
-if TYPE_CHECKING:
-    from collector.config import OracleSinkConfig
-
-__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl", "from_config", "key_lookup"]
+__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl"]
 
 log = logging.getLogger("collector.sinks.oracle")
 
@@ -74,31 +72,8 @@ OPERATION = "BATCH INSERT"
 
 NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
 INVALID = "INVALID"
-
-
-def from_config(
-    config: OracleSinkConfig, *, driver: Any = None, tracer: trace.Tracer | None = None
-) -> OracleSink:
-    """The sink the configuration describes; ``driver`` and ``tracer`` as for :class:`OracleSink`."""
-    password = config.secret()
-    if password is None:  # the configuration already requires one; keep mypy and a reader sure
-        raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
-    return OracleSink(
-        dsn=config.connect_string(),
-        user=config.user or "",
-        password=password,
-        table=config.table,
-        columns=ColumnSpec(**config.columns.model_dump()),
-        pool_size=config.pool_size,
-        connect_timeout_s=config.connect_timeout_s,
-        call_timeout_s=config.call_timeout_s,
-        pool_wait_timeout_s=config.pool_wait_timeout_s,
-        server_address=None if config.dsn else config.host,
-        server_port=None if config.dsn else config.port,
-        namespace=None if config.dsn else config.service_name,
-        driver=driver,
-        tracer=tracer,
-    )
+VALUE_TOO_LARGE = "ORA-12899"
+"""The code of a value over its column's length, refused before sending: what Oracle would say."""
 
 
 def _server_of(dsn: str) -> tuple[str | None, int | None, str | None]:
@@ -121,6 +96,7 @@ def bind_rows(
     rows: list[tuple[object, ...]] = []
     positions: list[int] = []
     mode = layout.mode
+    checked = [(position, limit.safe_length, limit) for position, limit in layout.checked_binds()]
     for index, value in enumerate(batch):
         try:
             number, text = split_value(value.value)
@@ -145,9 +121,24 @@ def bind_rows(
                 )
                 continue
             row = (value.tag_name, number, stamp, str(value.quality))
+        refusal = _too_long(row, checked)
+        if refusal is not None:
+            rejected.append(RowError(index, VALUE_TOO_LARGE, refusal))
+            continue
         rows.append(row)
         positions.append(index)
     return rows, positions
+
+
+def _too_long(row: tuple[object, ...], checked: list[tuple[int, int, TextLimit]]) -> str | None:
+    for position, safe, limit in checked:
+        text = row[position]
+        # Most text is short: only text longer than the column's safe length is measured.
+        if isinstance(text, str) and len(text) > safe:
+            refusal = limit.refusal(text)
+            if refusal is not None:
+                return refusal
+    return None
 
 
 def _spell(number: int | float) -> str:
@@ -391,27 +382,35 @@ class OracleSink:
     def _execute(
         self, conn: Any, layout: TableLayout, rows: list[tuple[object, ...]], positions: list[int]
     ) -> tuple[int, list[RowError]]:
-        """One executemany with batch errors, then commit. Returns the duplicates and the rows the
+        """executemany with batch errors, then one commit. Returns the duplicates and the rows the
         database refused; raises (after rolling back) if a batch error says the database, not the
-        row, is in trouble, so that nothing is committed piecemeal."""
-        cursor = conn.cursor()
-        try:
-            cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
-            cursor.executemany(layout.insert_sql, rows, batcherrors=True)
-            batch_errors = cursor.getbatcherrors()
-        finally:
-            _quietly(cursor.close)
+        row, is in trouble, so that nothing is committed piecemeal.
+
+        One executemany reports at most :data:`MAX_BATCH_ERRORS` batch errors (python-oracledb
+        raises DPY-4029 beyond that), so a larger batch goes in slices of that many rows, all in
+        the one transaction."""
         duplicates = 0
         refused: list[RowError] = []
-        for raw in batch_errors:
-            error = as_error_object(raw)
-            failure = classify_row_error(error)
-            if failure.disposition is Disposition.DUPLICATE:
-                duplicates += 1
-            elif failure.disposition is Disposition.REJECT:
-                refused.append(RowError(positions[error.offset], failure.code, failure.message))
-            else:
-                raise _BatchAborted(failure)
+        cursor = conn.cursor()
+        try:
+            for start in range(0, len(rows), MAX_BATCH_ERRORS):
+                cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
+                cursor.executemany(
+                    layout.insert_sql, rows[start : start + MAX_BATCH_ERRORS], batcherrors=True
+                )
+                for raw in cursor.getbatcherrors():
+                    error = as_error_object(raw)
+                    failure = classify_row_error(error)
+                    if failure.disposition is Disposition.DUPLICATE:
+                        duplicates += 1
+                    elif failure.disposition is Disposition.REJECT:
+                        refused.append(
+                            RowError(positions[start + error.offset], failure.code, failure.message)
+                        )
+                    else:
+                        raise _BatchAborted(failure)
+        finally:
+            _quietly(cursor.close)
         conn.commit()
         return duplicates, refused
 

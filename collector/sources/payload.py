@@ -34,7 +34,7 @@ from typing import Any
 
 from collector.model import (
     MAX_TAG_NAME_LENGTH,
-    MAX_TEXT_LENGTH,
+    MAX_TEXT_BYTES,
     InvalidValue,
     Quality,
     TagValue,
@@ -46,6 +46,10 @@ MAX_GROUP_LENGTH = 100
 EXCERPT_CHARS = 200
 """How much of an unreadable payload is kept with its rejection, so an operator can see what came."""
 
+NOT_ONLY_SPACE = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+"""A character that is not white space in Python's sense (``str.isspace``), spelled out: a regex's
+``\\S`` means fewer characters in JSON Schema's (ECMA) dialect than ``str.strip`` removes, and a name
+must be refused or accepted the same way by the schema and by the service."""
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _POLL_KEYS = frozenset({"group", "timestamp", "values", "errors"})
 _READING_KEYS = frozenset({"tag", "value", "quality"})
@@ -300,13 +304,14 @@ def json_schema() -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_TAG_NAME_LENGTH,
-        "pattern": r"\S",
+        "pattern": NOT_ONLY_SPACE,
         "description": "Tag name: 1 to 100 characters, not only spaces (FR-013).",
     }
     scalar = {
         "type": ["number", "string", "boolean", "null"],
-        "maxLength": MAX_TEXT_LENGTH,
-        "description": "A number, a string of at most 4000 characters, a boolean (stored 1/0) or null.",
+        "maxLength": MAX_TEXT_BYTES,
+        "description": "A number, a string of at most 4000 bytes in UTF-8 (maxLength bounds the"
+        " characters; text of multi-byte characters holds fewer), a boolean (stored 1/0) or null.",
     }
     reading = {
         "type": "object",
@@ -331,7 +336,12 @@ def json_schema() -> dict[str, Any]:
         "required": ["group", "timestamp"],
         "additionalProperties": False,
         "properties": {
-            "group": {"type": "string", "minLength": 1, "maxLength": MAX_GROUP_LENGTH, "pattern": r"\S"},
+            "group": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_GROUP_LENGTH,
+                "pattern": NOT_ONLY_SPACE,
+            },
             "timestamp": {
                 "type": "string",
                 "format": "date-time",
