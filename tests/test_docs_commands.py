@@ -133,6 +133,7 @@ class Host:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "ORACLE_"))}
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["COLLECTOR_CONFIG"] = str(self.config)
+        env["PYTHONPATH"] = str(ROOT)  # this checkout's collector, whatever the environment installed
         # The wrapper installed as /usr/local/bin/collector, pointed at this host.
         env["SERVICE_USER"] = getpass.getuser()
         env["SERVICE_DIR"] = str(self.home)
@@ -217,9 +218,12 @@ def test_the_documented_commands_work_as_written_through_an_outage(host: Host) -
             wait_until(lambda: "circuit_opened" in host.events(), 30, what="the circuit to open")
         wait_until(lambda: "circuit_closed" in host.events(), 30, what="the circuit to close")
 
-        # First look, while the service runs.
+        # First look, while the service runs. The startup line and the status say where the data goes.
         (status,) = [c for c in by_prefix("curl ") if "/api/v1/status" in c.text]
-        assert "buffer" in json.loads(host.run(status).stdout)
+        shown = json.loads(host.run(status).stdout)["service"]
+        startup = next(line for line in host.log.read_text().splitlines() if "service_started" in line)
+        for path in (database, host.home / "backup"):
+            assert str(path) in startup and str(path) in (shown["database"], shown["backup_dir"])
         (ready,) = [c for c in by_prefix("curl ") if "/readyz" in c.text]
         host.run(ready)
         for command in by_prefix("journalctl "):

@@ -136,6 +136,7 @@ def test_the_wrapper_runs_the_command_in_the_services_directory_with_its_configu
             "SERVICE_DIR": str(tmp_path),
             "SERVICE_BIN": str(Path(sys.executable).parent / "collector"),
             "COLLECTOR_CONFIG": str(tmp_path / "collector.yaml"),
+            "PYTHONPATH": str(UNIT_DIR.parents[1]),
         },
         capture_output=True,
         text=True,
