@@ -355,3 +355,43 @@ def test_replay_reports_the_database_error_without_the_password(
     assert "s3cret-pw" not in out + err and "an0ther-secret" not in out + err
     if as_json:
         json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("variables", "shown"),
+    [
+        ({}, str(Path("data/tags.db").absolute())),
+        (
+            {
+                "COLLECTOR_SINK__TYPE": "postgresql",
+                "COLLECTOR_SINK__DSN": "postgresql://app:s3cret-pw@db:5433/plant",
+            },
+            "db:5433/plant",
+        ),
+        (
+            {
+                "COLLECTOR_SINK__TYPE": "postgresql",
+                "COLLECTOR_SINK__DSN": "user=app password=s3cret-pw dbname=plant",
+                "COLLECTOR_SINK__HOST": "db2",
+            },
+            "db2:5432/plant",
+        ),
+        ({"ORACLE_DSN": "collector/s3cret-pw@db:1521/FREEPDB1"}, "db:1521/FREEPDB1"),
+        (
+            {
+                "ORACLE_HOST": "db",
+                "ORACLE_SERVICE_NAME": "FREEPDB1",
+                "ORACLE_USER": "u",
+                "ORACLE_PASSWORD": "s3cret-pw",
+            },
+            "db:1521/FREEPDB1",
+        ),
+    ],
+    ids=["sqlite", "postgresql-uri", "postgresql-keys-over-conninfo", "oracle-dsn", "oracle-keys"],
+)
+def test_the_sink_target_for_the_startup_line_and_the_status_api(
+    variables: dict[str, str], shown: str
+) -> None:
+    config = load_config(environ=variables, env_file=None)
+    assert config.sink.target() == shown
+    assert "s3cret-pw" not in config.sink.target()
