@@ -95,9 +95,10 @@ class CollectorService:
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
-        self.sink = sink if sink is not None else build_sink(config.sink)
         # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
         self.telemetry = telemetry if telemetry is not None else Telemetry()
+        # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
