@@ -22,7 +22,7 @@ from typing import Protocol
 
 from collector import __version__
 from collector.api import ApiApp, ApiServer, ServiceInfo
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import Config
@@ -31,9 +31,12 @@ from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
 from collector.sources.intake import Intake, QueueSource
+from collector.sources.invalid import RejectedReadings
 from collector.sources.simulator import Simulator, split_tags
+from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -82,21 +85,28 @@ class CollectorService:
         )
         self.backup = CsvSpool(
             backup_cfg.dir,
-            prefix=BACKUP_PREFIX,
+            kind=SpoolKind.BACKUP,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
         self.rejected = CsvSpool(
             backup_cfg.dir,
-            prefix=REJECTED_PREFIX,
-            header=REJECTED_HEADER,
+            kind=SpoolKind.REJECTED,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
         # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.telemetry = (
+            telemetry
+            if telemetry is not None
+            else Telemetry(
+                tracing=configure_tracing(
+                    instance_id=default_instance_id(config.api.port if config.api.enabled else None)
+                )
+            )
+        )
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
         self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
@@ -118,7 +128,9 @@ class CollectorService:
             tracer=self.telemetry.tracer,
         )
         self.intake = Intake(
-            self.buffer, self.writer.reject_invalid, naive_is_utc=config.source.naive_timestamps == "utc"
+            self.buffer,
+            RejectedReadings(self.rejected, tracer=self.telemetry.tracer),
+            naive_is_utc=config.source.naive_timestamps == "utc",
         )
         self.data_queue: queue.Queue[object] = data_queue if data_queue is not None else queue.Queue()
         self.source = QueueSource(self.data_queue, self.intake)
