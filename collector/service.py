@@ -36,6 +36,7 @@ from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -101,9 +102,18 @@ class CollectorService:
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
-        self.sink = sink if sink is not None else build_sink(config.sink)
         # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.telemetry = (
+            telemetry
+            if telemetry is not None
+            else Telemetry(
+                tracing=configure_tracing(
+                    instance_id=default_instance_id(config.api.port if config.api.enabled else None)
+                )
+            )
+        )
+        # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
