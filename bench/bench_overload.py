@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PG_DSN, PostgresScratchTable, machine, sink_section
-from collector.backup import REJECTED_HEADER, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.config import Config
 from collector.inventory import ContentsCache, scan
@@ -49,6 +49,7 @@ from collector.service import CollectorService
 from collector.sinks import build_sink
 from collector.sources.intake import Intake
 from collector.sources.simulator import Simulator, split_tags
+from collector.spool_format import SpoolKind
 from collector.writer import BatchWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def simulated_values(count: int) -> list[TagValue]:
         now=lambda: next(stamps),
     )
     scratch = TagBuffer(count + tags)
-    intake = Intake(scratch, lambda _invalid: None)
+    intake = Intake(scratch, len)  # the simulator makes no invalid readings
     cycle = 0
     while len(scratch) < count:
         for group in range(GROUPS):
@@ -128,7 +129,7 @@ def sink_alone(kind: str, directory: Path, table: str, values: list[TagValue], w
         buffer,
         sink,
         CsvSpool(directory / "backup"),
-        CsvSpool(directory / "backup", prefix="rejected", header=REJECTED_HEADER),
+        CsvSpool(directory / "backup", kind=SpoolKind.REJECTED),
         flush_interval_s=config.writer.flush_interval_s,
         workers=config.writer.workers,
         spill=False,

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite
-from collector.backup import CsvSpool, backup_rows
+from collector.backup import CsvSpool
 from collector.config import Config
 from collector.inventory import ContentsCache
 from collector.model import TagValue
@@ -35,6 +35,7 @@ from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
 from collector.sinks.base import KeyLookup, Sink
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
+from collector.spool_format import backup_rows
 
 BATCH = 500
 PLANT_RATE = 3491.0

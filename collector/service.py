@@ -22,7 +22,7 @@ from typing import Protocol
 
 from collector import __version__
 from collector.api import ApiApp, ApiServer, ServiceInfo
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import Config
@@ -31,9 +31,12 @@ from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
 from collector.sources.intake import Intake, QueueSource
+from collector.sources.invalid import RejectedReadings
 from collector.sources.simulator import Simulator, split_tags
+from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -74,6 +77,11 @@ class CollectorService:
     ) -> None:
         self.config = config
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
+        # Where the data goes, as an operator must find it: relative paths in the configuration are
+        # resolved from the working directory, so the startup line and the status show them whole.
+        self.database = config.sink.target()
+        self.backup_dir = str(backup_cfg.dir.absolute())
+        self.fallback_dir = str(backup_cfg.fallback_dir.absolute()) if backup_cfg.fallback_dir else None
         spill_level = (
             max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
         )
@@ -82,22 +90,30 @@ class CollectorService:
         )
         self.backup = CsvSpool(
             backup_cfg.dir,
-            prefix=BACKUP_PREFIX,
+            kind=SpoolKind.BACKUP,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
         self.rejected = CsvSpool(
             backup_cfg.dir,
-            prefix=REJECTED_PREFIX,
-            header=REJECTED_HEADER,
+            kind=SpoolKind.REJECTED,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
-        self.sink = sink if sink is not None else build_sink(config.sink)
         # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.telemetry = (
+            telemetry
+            if telemetry is not None
+            else Telemetry(
+                tracing=configure_tracing(
+                    instance_id=default_instance_id(config.api.port if config.api.enabled else None)
+                )
+            )
+        )
+        # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
@@ -117,7 +133,9 @@ class CollectorService:
             tracer=self.telemetry.tracer,
         )
         self.intake = Intake(
-            self.buffer, self.writer.reject_invalid, naive_is_utc=config.source.naive_timestamps == "utc"
+            self.buffer,
+            RejectedReadings(self.rejected, tracer=self.telemetry.tracer),
+            naive_is_utc=config.source.naive_timestamps == "utc",
         )
         self.data_queue: queue.Queue[object] = data_queue if data_queue is not None else queue.Queue()
         self.source = QueueSource(self.data_queue, self.intake)
@@ -179,7 +197,10 @@ class CollectorService:
             logging.INFO,
             "service_started",
             sink=self.config.sink.type,
+            database=self.database,
             table=self.sink.table,
+            backup_dir=self.backup_dir,
+            fallback_dir=self.fallback_dir,
             source=self.config.source.type,
             rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
             buffer_capacity=self.buffer.capacity,
@@ -294,6 +315,9 @@ class CollectorService:
             sink=self.config.sink.type,
             table=self.sink.table,
             source=self.config.source.type,
+            database=self.database,
+            backup_dir=self.backup_dir,
+            fallback_dir=self.fallback_dir,
             started_at=self.started_at,
             state=state,
         )

@@ -48,7 +48,7 @@ CASES = {
             r"CPU: [\d.]+ us per value",
         ],
     ),
-    "bench_replay.py": (["--values", "3000"], [r"replay, empty table: +[\d,]+ values/s"]),
+    "bench_replay.py": (["--values", "3000"], [r"replay, empty table, 1 writer\(s\): +[\d,]+ values/s"]),
     "bench_overload.py": (
         [
             *("--alone-values", "5000", "--runs", "1", "--seconds", "1", "--warmup-s", "0.5"),
@@ -79,6 +79,10 @@ POSTGRES_CASES = {
             *("--sweep", "--plot", "overload.png"),
         ],
         [r"ratio \d+\.\d\d .* counts match"],
+    ),
+    "bench_replay.py": (
+        ["--sink", "postgresql", "--values", "3000", "--workers", "2"],
+        [r"plain COPY: +[\d,]+ values/s", r"replay, empty table, 2 writer\(s\): +[\d,]+ values/s"],
     ),
     "bench_postgres_sink.py": (
         ["--values", "2000", "--repeat", "1"],
