@@ -221,7 +221,11 @@ def test_malformed_messages_are_rejected_with_topic_and_reason_and_acknowledged(
     # All acknowledged: nothing comes back.
     again = Rig(topic, client_id).start()
     try:
-        assert stays_false(lambda: again.counters.stats().messages > 0, 1.0)
+        assert stays_false(lambda: again.counters.stats().messages > 0, 1.0), (
+            again.counters.stats(),
+            again.invalid,
+            again.buffer.take(100),
+        )
     finally:
         again.source.stop()
 

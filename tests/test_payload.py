@@ -123,6 +123,8 @@ def test_unreadable_payloads_are_refused_whole_with_a_pointer_and_reason(
         ("20261130T100000Z", "not RFC 3339"),
         ("2026-11-30T10:00:60Z", "not a real time"),  # a leap second
         ("2026-02-30T10:00:00Z", "not a real time"),
+        ("0001-01-01T00:00:00+01:00", "outside the years 1 to 9999"),
+        ("9999-12-31T23:59:59-01:00", "outside the years 1 to 9999"),
         (1764496800, "must be an RFC 3339 string, got a number"),
     ],
 )
@@ -244,6 +246,8 @@ DOCUMENTS: list[Any] = [
     poll(values=[r(" ", 1)]),
     poll(values={"A": 1}),
     {**poll(), "timestamp": "2026-11-30T10:00:00"},
+    {**poll(), "timestamp": "9999-12-31T00:00:00Z"},
+    {**poll(), "timestamp": "9999-12-30T00:00:00Z"},
     {**poll(), "group": ""},
     {**poll(), "extra": 1},
     {"group": "g"},

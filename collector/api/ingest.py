@@ -68,6 +68,13 @@ class IngestEndpoint:
         self._disabled_reason = disabled_reason
 
     def handle(self, environ: WSGIEnvironment) -> tuple[Response, Headers]:
+        try:
+            return self._handle(environ)
+        except Exception:
+            log.exception("error answering POST %s", INGEST_PATH)
+            return _error("500 Internal Server Error", "internal error", INGEST_PATH)
+
+    def _handle(self, environ: WSGIEnvironment) -> tuple[Response, Headers]:
         method = environ.get("REQUEST_METHOD", "GET")
         if method != "POST":
             return _error(

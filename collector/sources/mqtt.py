@@ -43,6 +43,9 @@ log = logging.getLogger("collector.mqtt")
 
 STOP_TIMEOUT_S = 10.0
 CONNECT_LOG_INTERVAL_S = 30.0
+SETTLE_TIMEOUT_S = 2.0
+SETTLE_FILTER = "$collector/settle"
+"""Never subscribed to: unsubscribing from it is a no-op whose answer marks a point in the stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,7 @@ class MqttSource:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._disconnected = threading.Event()
+        self._settled = threading.Event()
         self._connect_log = RateLimiter(CONNECT_LOG_INTERVAL_S)
         self._ever_connected = False
         self._client = self._build_client()
@@ -156,11 +160,29 @@ class MqttSource:
             self._thread.join(timeout_s)
         if not self._started:
             return
-        # Queued PUBACKs go out before the DISCONNECT: paho writes its packets in order.
+        self._settle_acknowledgements(timeout_s)
         if self._client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._disconnected.wait(timeout_s)
         self._client.loop_stop()
         self._counters.set_state(SourceState.CLOSED)
+
+    def _settle_acknowledgements(self, timeout_s: float) -> None:
+        """Wait until the broker has processed the PUBACKs sent so far.
+
+        A PUBACK written just before the DISCONNECT is sometimes not applied to the session
+        (Mosquitto 2.0), and the message comes back as a redelivery. The broker handles one
+        client's packets in order, so the answer to an UNSUBSCRIBE of a filter this client never
+        subscribed to (harmless) means every PUBACK before it has been taken.
+        """
+        if not self._client.is_connected():
+            return
+        self._settled.clear()
+        result, _mid = self._client.unsubscribe(SETTLE_FILTER)
+        if result == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._settled.wait(min(timeout_s, SETTLE_TIMEOUT_S))
+
+    def _on_unsubscribe(self, *_args: Any) -> None:
+        self._settled.set()
 
     # ------------------------------------------------------------------ the paho client
 
@@ -185,6 +207,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -51,6 +51,9 @@ NOT_ONLY_SPACE = r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u
 ``\\S`` means fewer characters in JSON Schema's (ECMA) dialect than ``str.strip`` removes, and a name
 must be refused or accepted the same way by the schema and by the service."""
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_EDGE_DAYS = ("0001-01-01", "9999-12-31")
+"""The first and last day a datetime holds: with an offset, the time in UTC may fall outside them, so
+a timestamp on either day is refused (the schema says so with a pattern)."""
 _POLL_KEYS = frozenset({"group", "timestamp", "values", "errors"})
 _READING_KEYS = frozenset({"tag", "value", "quality"})
 _ERROR_KEYS = frozenset({"tag", "error"})
@@ -272,6 +275,8 @@ def parse_rfc3339(raw: object) -> tuple[datetime | None, str | None]:
             f"timestamp {raw[:60]!r} is not RFC 3339 with an offset"
             " (e.g. 2026-11-30T10:00:00.250Z or 2026-11-30T11:00:00+01:00)"
         )
+    if raw.startswith(_EDGE_DAYS):
+        return None, f"timestamp {raw!r} is on {raw[:10]}: an offset can move it outside the years 1 to 9999"
     try:
         parsed = datetime.fromisoformat(raw.upper())
     except ValueError as exc:
@@ -345,7 +350,9 @@ def json_schema() -> dict[str, Any]:
             "timestamp": {
                 "type": "string",
                 "format": "date-time",
-                "description": "Collection time, RFC 3339 with an offset (Z or +hh:mm).",
+                "pattern": "^(?!0001-01-01|9999-12-31)",
+                "description": "Collection time, RFC 3339 with an offset (Z or +hh:mm), not on the first"
+                " or last day of the years 1 to 9999.",
             },
             "values": {"type": "array", "items": {"$ref": "#/$defs/reading"}},
             "errors": {"type": "array", "items": {"$ref": "#/$defs/readError"}},
