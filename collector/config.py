@@ -186,6 +186,14 @@ class OracleSinkConfig(_NetworkSinkBase):
     type: Literal["oracle"] = "oracle"
     port: Annotated[int, Field(ge=1, le=65535)] = 1521
     service_name: str | None = None
+    login_retry_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    """After the database refuses the credentials, the first login retry waits this long, and each
+    further one twice as long as the last (up to ``login_retry_max_s``)."""
+    login_retry_max_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    max_failed_logins: Annotated[int, Field(ge=0, le=1000)] = 5
+    """Refused logins in a row after which the collector stops trying until the password file
+    changes (or the service restarts): below the profile's FAILED_LOGIN_ATTEMPTS (10 by default),
+    so the collector never locks its own account. 0 keeps trying every ``login_retry_max_s``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -219,6 +227,11 @@ class OracleSinkConfig(_NetworkSinkBase):
             raise ValueError("user is required (ORACLE_USER)")
         if self.password is None and self.password_file is None:
             raise ValueError("password or password_file is required (ORACLE_PASSWORD)")
+        if self.login_retry_max_s < self.login_retry_s:
+            raise ValueError(
+                f"login_retry_max_s ({self.login_retry_max_s}) is less than"
+                f" login_retry_s ({self.login_retry_s})"
+            )
         return self
 
     def connect_string(self) -> str:

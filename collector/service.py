@@ -36,6 +36,7 @@ from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.logins import LoginCollector
 from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
 
@@ -74,6 +75,7 @@ class CollectorService:
         sink: Sink | None = None,
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
@@ -113,7 +115,12 @@ class CollectorService:
             )
         )
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
-        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
+        self.sink = (
+            sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer, clock=clock)
+        )
+        login_status = getattr(self.sink, "login_status", None)
+        if callable(login_status):  # a database that locks accounts: its refusals are metrics too
+            self.telemetry.registry.register(LoginCollector(login_status))
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
@@ -131,6 +138,7 @@ class CollectorService:
             spill=spill_level is not None,
             listener=self.listener,
             tracer=self.telemetry.tracer,
+            clock=clock or time.monotonic,
         )
         self.intake = Intake(
             self.buffer,

@@ -9,6 +9,8 @@ database driver at all.
 from __future__ import annotations
 
 import importlib
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from collector.sinks.base import ColumnSpec, KeyLookup, Sink
@@ -45,20 +47,28 @@ def schema_ddl(dialect: str, table: str = "TAG_DATA", columns: ColumnSpec | None
     return ddl
 
 
-def build_sink(config: SinkConfig, *, oracle_driver: Any = None, tracer: Tracer | None = None) -> Sink:
+def build_sink(
+    config: SinkConfig,
+    *,
+    oracle_driver: Any = None,
+    tracer: Tracer | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Sink:
     """The sink the configuration names, built without requiring the database to be up.
 
     ``oracle_driver`` replaces python-oracledb (a test passes its double); ``tracer`` makes the
     sink's CLIENT span around each insert (the global tracer by default). Raises ValueError when
-    the database's driver is not installed.
+    the database's driver is not installed. ``clock`` times the Oracle login guard's waits.
     """
     try:
-        return _sink(config, oracle_driver, tracer)
+        return _sink(config, oracle_driver, tracer, clock)
     except ModuleNotFoundError as exc:
         raise ValueError(f"the {config.type} sink is not available: {exc}") from exc
 
 
-def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink:
+def _sink(
+    config: SinkConfig, oracle_driver: Any, tracer: Tracer | None, clock: Callable[[], float] | None
+) -> Sink:
     if config.type == "sqlite":
         from collector.sinks.sqlite import SqliteSink
 
@@ -82,12 +92,16 @@ def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink
             pool_wait_timeout_s=config.pool_wait_timeout_s,
             tracer=tracer,
         )
+    from collector.sinks.login_guard import LoginBackoff, LoginGuard
     from collector.sinks.oracle import OracleSink
 
-    return OracleSink(
+    def password() -> str:
+        return _oracle_password(config)  # a password file is read again for every new pool
+
+    oracle = OracleSink(
         dsn=config.connect_string(),
         user=config.user or "",
-        password=_oracle_password(config),
+        password=password,
         table=config.table,
         columns=config.columns,
         pool_size=config.pool_size,
@@ -98,6 +112,14 @@ def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink
         server_port=None if config.dsn else config.port,
         driver=oracle_driver,
         tracer=tracer,
+    )
+    # Every refused login counts towards Oracle's account lock: the guard spaces them out.
+    return LoginGuard(
+        oracle,
+        secret=config.secret,
+        backoff=LoginBackoff(config.login_retry_s, config.login_retry_max_s, config.max_failed_logins),
+        change_hint="the password file changes" if config.password_file else "the service restarts",
+        clock=clock or time.monotonic,
     )
 
 
