@@ -139,6 +139,14 @@ class _NetworkSinkBase(_SinkBase):
     connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     call_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     pool_wait_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    login_retry_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    """After the database refuses the credentials, the first login retry waits this long, and each
+    further one twice as long as the last (up to ``login_retry_max_s``)."""
+    login_retry_max_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    max_failed_logins: Annotated[int, Field(ge=0, le=1000)] = 5
+    """Refused logins in a row after which the collector stops trying until the password file
+    changes (or the service restarts): below Oracle's FAILED_LOGIN_ATTEMPTS (10 by default), so
+    the collector never locks its own account. 0 keeps trying every ``login_retry_max_s``."""
 
     @field_validator("password_file")
     @classmethod
@@ -146,6 +154,15 @@ class _NetworkSinkBase(_SinkBase):
         if value is not None:
             read_password_file(value)
         return value
+
+    @model_validator(mode="after")
+    def _login_retry_ordered(self) -> _NetworkSinkBase:
+        if self.login_retry_max_s < self.login_retry_s:
+            raise ValueError(
+                f"login_retry_max_s ({self.login_retry_max_s}) is less than"
+                f" login_retry_s ({self.login_retry_s})"
+            )
+        return self
 
     def secret(self) -> str | None:
         """The password from ``password`` or the first line of ``password_file``."""
@@ -186,14 +203,6 @@ class OracleSinkConfig(_NetworkSinkBase):
     type: Literal["oracle"] = "oracle"
     port: Annotated[int, Field(ge=1, le=65535)] = 1521
     service_name: str | None = None
-    login_retry_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
-    """After the database refuses the credentials, the first login retry waits this long, and each
-    further one twice as long as the last (up to ``login_retry_max_s``)."""
-    login_retry_max_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
-    max_failed_logins: Annotated[int, Field(ge=0, le=1000)] = 5
-    """Refused logins in a row after which the collector stops trying until the password file
-    changes (or the service restarts): below the profile's FAILED_LOGIN_ATTEMPTS (10 by default),
-    so the collector never locks its own account. 0 keeps trying every ``login_retry_max_s``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -227,11 +236,6 @@ class OracleSinkConfig(_NetworkSinkBase):
             raise ValueError("user is required (ORACLE_USER)")
         if self.password is None and self.password_file is None:
             raise ValueError("password or password_file is required (ORACLE_PASSWORD)")
-        if self.login_retry_max_s < self.login_retry_s:
-            raise ValueError(
-                f"login_retry_max_s ({self.login_retry_max_s}) is less than"
-                f" login_retry_s ({self.login_retry_s})"
-            )
         return self
 
     def connect_string(self) -> str:

@@ -118,9 +118,9 @@ class CollectorService:
         self.sink = (
             sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer, clock=clock)
         )
+        # Refused logins (Oracle and PostgreSQL sinks have a login guard; SQLite has no login).
         login_status = getattr(self.sink, "login_status", None)
-        if callable(login_status):  # a database that locks accounts: its refusals are metrics too
-            self.telemetry.registry.register(LoginCollector(login_status))
+        self.telemetry.registry.register(LoginCollector(login_status if callable(login_status) else None))
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None

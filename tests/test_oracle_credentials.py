@@ -17,13 +17,14 @@ import oracledb
 import pytest
 
 from collector.circuit import CircuitState
-from collector.config import Config, OracleSinkConfig
+from collector.config import Config, OracleSinkConfig, PostgresSinkConfig, SqliteSinkConfig
 from collector.model import PollingData, TagValue
 from collector.service import CollectorService
 from collector.sinks import build_sink
 from collector.sinks.base import PermanentSinkError
 from collector.sinks.login_guard import LoginBackoff, LoginGuard
 from collector.sinks.oracle import OracleSink, ddl
+from collector.sinks.postgresql import PostgresSink
 from collector.telemetry import Telemetry
 from tests.oracle_double import FakeOracle
 from tests.waiting import wait_until
@@ -221,14 +222,17 @@ def test_a_wrong_password_for_an_hour_spends_a_handful_of_logins(tmp_path: Path,
         status = service.writer.circuit.status()
         assert status.permanent and "credentials refused" in status.reason
 
-        def probes() -> int:
-            return service.writer.circuit.status().probes
+        circuit = service.writer.circuit
+
+        def probed(before: int) -> bool:
+            # Counted when it starts; done once the next one is scheduled.
+            return circuit.status().probes > before and (circuit.seconds_to_probe() or 0) > 0
 
         for _ in range(3600 // 5):  # an hour of probes, one every 5 s
-            before = probes()
+            before = circuit.status().probes
             clock.advance(5)
             feed()  # a full batch wakes a worker, which probes once the probe is due
-            wait_until(lambda before=before: probes() > before, what="the next probe")
+            wait_until(lambda before=before: probed(before), what="the next probe")
         refused = len(db.logins) - logins_before
         assert refused <= config.sink.max_failed_logins + 1, db.logins  # +1: both workers at the start
         assert "APP" not in db.locked
@@ -254,3 +258,17 @@ def test_a_wrong_password_for_an_hour_spends_a_handful_of_logins(tmp_path: Path,
         report = service.stop()
     assert report.snapshot.balanced()
     assert report.snapshot.lost == 0
+
+
+def test_both_network_sinks_are_guarded_and_sqlite_exports_no_refusal(tmp_path: Path) -> None:
+    secret = tmp_path / "pg_password"
+    secret.write_text("s3cret\n")
+    postgres = build_sink(PostgresSinkConfig(host="127.0.0.1", dbname="test", user="u", password_file=secret))
+    try:
+        assert isinstance(postgres, LoginGuard) and isinstance(postgres.inner, PostgresSink)
+        assert (postgres.system_name, postgres.table) == ("postgresql", "TAG_DATA")
+    finally:
+        postgres.close()
+    sqlite = build_sink(SqliteSinkConfig(path=tmp_path / "t.db"))
+    assert not isinstance(sqlite, LoginGuard)
+    sqlite.close()

@@ -82,7 +82,7 @@ def _sink(
     if config.type == "postgresql":
         from collector.sinks.postgresql import PostgresSink
 
-        return PostgresSink(
+        postgres = PostgresSink(
             postgres_conninfo(config),
             table=config.table,
             columns=config.columns,
@@ -91,8 +91,9 @@ def _sink(
             call_timeout_s=config.call_timeout_s,
             pool_wait_timeout_s=config.pool_wait_timeout_s,
             tracer=tracer,
+            password=config.secret if config.password_file else None,
         )
-    from collector.sinks.login_guard import LoginBackoff, LoginGuard
+        return _guarded(postgres, config, clock)
     from collector.sinks.oracle import OracleSink
 
     def password() -> str:
@@ -113,9 +114,18 @@ def _sink(
         driver=oracle_driver,
         tracer=tracer,
     )
-    # Every refused login counts towards Oracle's account lock: the guard spaces them out.
+    return _guarded(oracle, config, clock)
+
+
+def _guarded(
+    sink: Sink, config: OracleSinkConfig | PostgresSinkConfig, clock: Callable[[], float] | None
+) -> Sink:
+    """The sink behind a login guard: every refused login counts towards an account lock (Oracle's
+    FAILED_LOGIN_ATTEMPTS), so after one the guard spaces the next out (see its module)."""
+    from collector.sinks.login_guard import LoginBackoff, LoginGuard
+
     return LoginGuard(
-        oracle,
+        sink,
         secret=config.secret,
         backoff=LoginBackoff(config.login_retry_s, config.login_retry_max_s, config.max_failed_logins),
         change_hint="the password file changes" if config.password_file else "the service restarts",

@@ -1,7 +1,8 @@
 """Metrics for a database that refuses the collector's credentials (read at scrape time).
 
-Only a sink with a login guard has them (Oracle, whose profiles lock an account after repeated
-refused logins): :func:`login_metrics` reads its :class:`~collector.sinks.login_guard.LoginStatus`.
+A sink behind a login guard (Oracle, whose profiles lock an account after repeated refused
+logins, and PostgreSQL) reports its :class:`~collector.sinks.login_guard.LoginStatus`; a sink with
+no login at all (SQLite) exports zeros, so that every collector of a fleet has the same series.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from prometheus_client.registry import Collector
 
 from collector.sinks.login_guard import LoginStatus
 
+NO_LOGIN = LoginStatus(refused=False, failed_logins=0, suspended=False, next_attempt_in_s=None, code=None)
+
 
 class LoginCollector(Collector):
     """``collector_sink_credentials_refused``, ``collector_sink_failed_logins`` and
     ``collector_sink_login_suspended``, from the guard's status at each scrape."""
 
-    def __init__(self, status: Callable[[], LoginStatus]) -> None:
+    def __init__(self, status: Callable[[], LoginStatus] | None) -> None:
         self._status = status
 
     def collect(self) -> Iterable[Metric]:
-        status = self._status()
+        status = self._status() if self._status is not None else NO_LOGIN
         yield GaugeMetricFamily(
             "collector_sink_credentials_refused",
             "1 while the database refuses the collector's credentials (wrong password, account locked"
