@@ -179,6 +179,10 @@ class SqliteSink:
         hand-offs can wait a whole switch interval (docs/benchmarks.md, "Overload")."""
         before = conn.total_changes
         step = self._rows_per_statement
+        if len(rows) <= step:
+            # One statement is its own transaction (and atomic): no BEGIN and COMMIT to wait for.
+            conn.execute(self._multi_row_insert(len(rows)), list(chain.from_iterable(rows)))
+            return conn.total_changes - before
         conn.execute("BEGIN IMMEDIATE")
         try:
             for start in range(0, len(rows), step):

@@ -8,8 +8,9 @@ Each of ``workers`` threads loops over three kinds of work, most urgent first:
    ``flush_interval_s`` (FR-008, FR-009), back to back while a backlog remains.
 
 This module only decides which; :class:`~collector.writer.handler.BatchHandler` does it. A spill
-guard thread saves the oldest values to backup when the buffer nears capacity, which happens only
-when the writers are stuck (a database that hangs) or too slow.
+guard thread saves to backup the oldest values that the buffer moved out beyond its spill level,
+which happens only when the writers are stuck (a database that hangs) or too slow: it takes only
+what the writers could not.
 """
 
 from __future__ import annotations
@@ -143,9 +144,12 @@ class BatchWriter:
         )
         self._buffer.close()
         self._join(deadline)
-        # Past the deadline: whatever the workers have not taken goes to backup from here.
+        # Past the deadline: whatever the workers have not taken goes to backup from here, and so
+        # does what a stuck spill guard has not.
         while leftover := self._buffer.take(self._buffer.batch_size):
             self._spooler.save(leftover, "shutdown deadline")
+        if spilled := self._buffer.wait_for_spill(0.0):
+            self._spooler.save(spilled, "shutdown deadline")
         self._handler.save_retries("shutdown deadline")
         self._join(self._clock() + grace_s)
         alive = [thread.name for thread in self._threads if thread.is_alive()]
@@ -205,10 +209,12 @@ class BatchWriter:
     # ------------------------------------------------------------------ spill guard
 
     def _run_spill_guard(self) -> None:
-        while not self._shutdown.stopping:
+        while True:
             try:
                 batch = self._buffer.wait_for_spill(0.5)
                 if not batch:
+                    if self._shutdown.stopping and self._buffer.closed:
+                        return  # the spill queue is empty and nothing more can join it
                     continue
                 spilled = self._ledger.spilled(len(batch))
                 if self._spill_log.ready():
