@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,8 +64,20 @@ class ShutdownReport:
     snapshot: Snapshot
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""The interpreter's switch interval while the service runs (Python's default is 5 ms). A writer
+that comes back from the database waits for the GIL until a busy producer thread has run this long,
+several times per batch; under overload a shorter wait roughly doubled the rows/s that reached the
+table (docs/benchmarks.md, "Overload"), and at the specification's load it costs nothing visible."""
+
+
 class CollectorService:
-    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats."""
+    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats.
+
+    ``gil_switch_interval_s`` is set as the interpreter's switch interval from start to stop, if it
+    is shorter than the one in force (``None`` leaves the interpreter alone; an application that
+    embeds the service and tunes the interval itself passes ``None``).
+    """
 
     def __init__(
         self,
@@ -74,8 +87,11 @@ class CollectorService:
         sink: Sink | None = None,
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
+        gil_switch_interval_s: float | None = GIL_SWITCH_INTERVAL_S,
     ) -> None:
         self.config = config
+        self._switch_interval = gil_switch_interval_s
+        self._switch_interval_before: float | None = None
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
         # Where the data goes, as an operator must find it: relative paths in the configuration are
         # resolved from the working directory, so the startup line and the status show them whole.
@@ -183,6 +199,9 @@ class CollectorService:
 
     def start(self) -> None:
         self._check_sink()
+        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
+            self._switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         self.writer.start()
         self.source.start()
         if self.simulator is not None:
@@ -267,6 +286,8 @@ class CollectorService:
                 balanced=snapshot.balanced(),
             )
             self._stopped = ShutdownReport(pending, snapshot)
+            if self._switch_interval_before is not None:
+                sys.setswitchinterval(self._switch_interval_before)
             return self._stopped
 
     def run(self, duration_s: float | None = None, *, install_signals: bool = True) -> ShutdownReport:
