@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
@@ -25,7 +26,8 @@ from collector.api import ApiApp, ApiServer, ServiceInfo
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
-from collector.config import Config
+from collector.config import Config, SqliteSinkConfig
+from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
@@ -82,9 +84,11 @@ class CollectorService:
         self.buffer = TagBuffer(
             buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
         )
+        self.file_modes = FileModes(config.files.mode)
         self.backup = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.BACKUP,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -92,10 +96,13 @@ class CollectorService:
         self.rejected = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.REJECTED,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
+        if sink is None and isinstance(config.sink, SqliteSinkConfig):
+            self._protect_database(config.sink.path)
         self.sink = sink if sink is not None else build_sink(config.sink)
         # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
         self.telemetry = telemetry if telemetry is not None else Telemetry()
@@ -163,6 +170,33 @@ class CollectorService:
         self._stopping = False
         self._stop_lock = threading.Lock()
         self.started_at: float | None = None
+
+    def _protect_database(self, path: Path) -> None:
+        """The SQLite file is created owner-only before the sink opens it (SQLite gives its journal
+        files the same mode); one left more open by an earlier version is narrowed, and said so."""
+        try:
+            narrowed_files = private_file(path, self.file_modes)
+        except OSError as exc:
+            # The sink will say what is wrong with the path (an outage if it passes); this only
+            # notes that its mode could not be checked.
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_unchecked",
+                "cannot check the database file's mode",
+                path=str(path),
+                error=exc.strerror or str(exc),
+            )
+            return
+        for narrowed in narrowed_files:
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_narrowed",
+                "the database file was readable by others; narrowed to files.mode",
+                path=str(narrowed),
+                mode=f"{self.file_modes.file:04o}",
+            )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -245,9 +245,10 @@ def read_header(handle: BinaryIO) -> tuple[SpoolKind, int]:
     fields = tuple(next(csv.reader([text]), []))
     kind = HEADERS.get(fields)
     if kind is None:
-        shown = text if len(text) <= 120 else text[:117] + "..."
+        # What the line holds is not shown: the file may be anything, and this message is printed.
         raise NotABackupFile(
-            f"not a backup file: the first line is {shown!r}, expected {','.join(BACKUP_HEADER)!r}"
+            f"not a backup file: the first line is not {','.join(BACKUP_HEADER)!r}"
+            " (or the rejected files' header)"
         )
     return kind, len(first)
 

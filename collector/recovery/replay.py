@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from collector.backup import CsvSpool, SpoolError
+from collector.file_safety import FileModes
 from collector.logs import log_event
 from collector.model import TagValue
 from collector.recovery.files import (
@@ -159,6 +160,7 @@ class Replayer:
         sleep: Callable[[float], None] = time.sleep,
         progress: ProgressFactory = progress_for,
         wall_clock: Callable[[], float] = time.time,
+        modes: FileModes | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -169,6 +171,7 @@ class Replayer:
         self._sleep = sleep
         self._progress = progress
         self._wall_clock = wall_clock
+        self._modes = modes or FileModes()
         self._sink: Sink | None = None
         self._lookup: KeyLookup | None = None
         self._lookup_built = False
@@ -226,7 +229,9 @@ class Replayer:
             except SinkError as exc:
                 return self._database_failed(report, exc)
             settled = (line, offset)
-            spool = CsvSpool(path.parent, kind=SpoolKind.REJECTED, wall_clock=self._wall_clock)
+            spool = CsvSpool(
+                path.parent, kind=SpoolKind.REJECTED, wall_clock=self._wall_clock, modes=self._modes
+            )
             progress = self._progress(path.name, _size(handle))
             try:
                 for chunk in chunks(handle, kind, self._batch_size, offset=offset, line=line):
@@ -261,7 +266,7 @@ class Replayer:
                 progress.finish()
                 spool.close()
             try:
-                report.moved_to = move_to_replayed(path)
+                report.moved_to = move_to_replayed(path, self._modes)
             except OSError as exc:
                 self._keep_place(path, handle, settled, None)
                 report.outcome = Outcome.STOPPED
@@ -341,7 +346,7 @@ class Replayer:
         if settled == started:
             return
         try:
-            save_resume_point(path, handle, *settled)
+            save_resume_point(path, handle, *settled, modes=self._modes)
         except OSError as exc:
             log_event(
                 log,
