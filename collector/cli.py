@@ -14,6 +14,7 @@ import yaml
 
 from collector import __version__
 from collector.config import Config, ConfigError, load_config
+from collector.file_safety import FileModes
 from collector.logs import configure_logging, log_event
 from collector.sinks import DIALECTS, SinkError, schema_ddl
 
@@ -94,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="directories to list (default: the configured backup directories)",
     )
     backups.add_argument("--json", action="store_true", help="print the listing as JSON")
+    backups.add_argument(
+        "--show",
+        type=Path,
+        metavar="FILE",
+        help="print one backup or rejected file as CSV safe to open in a spreadsheet (docs/security.md)",
+    )
 
     wal = commands.add_parser(
         "wal",
@@ -151,6 +158,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from collector.service import CollectorService, StartupError
 
     configure_logging(config.logging.level, config.logging.format)
+    _private_files(config)
     try:
         service = CollectorService(config)
     except (SinkError, OSError) as exc:
@@ -166,16 +174,25 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _private_files(config: Config) -> None:
+    """Everything this process creates (database and its journal, CSV files, directories, the
+    write-ahead log) is no more open than ``files.mode``, whichever code creates it."""
+    os.umask(FileModes(config.files.mode).umask)
+
+
 def _replay(config: Config, args: argparse.Namespace) -> int:
     from collector.recovery.commands import replay_command
 
     configure_logging("INFO" if args.verbose else "WARNING", config.logging.format)
+    _private_files(config)
     return replay_command(config, args.paths, dry_run=args.dry_run, as_json=args.json)
 
 
 def _backups(config: Config, args: argparse.Namespace) -> int:
-    from collector.recovery.commands import backups_command
+    from collector.recovery.commands import backups_command, show_command
 
+    if args.show is not None:
+        return show_command(args.show)
     return backups_command(config, args.paths, as_json=args.json)
 
 

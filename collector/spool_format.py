@@ -299,3 +299,20 @@ def parse_record(record: Record, kind: SpoolKind) -> Row | Damaged:
     if problem is not None:
         return Damaged(record.line, record.end_line, fields, problem)
     return Row(record.line, TagValue(name, value, stamp, quality), fields)
+
+
+# ---------------------------------------------------------------------- viewing
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may take as the start of a formula (OWASP's list for CSV injection)."""
+
+
+def spreadsheet_safe(field: str) -> str:
+    """``field`` as a spreadsheet shows it as text: one that a spreadsheet could run as a formula
+    gets a leading apostrophe; a number (``-7``, ``-1.5``) stays a number. For viewing only: the
+    files themselves keep every value exactly, since replay needs them back unchanged."""
+    if not field.startswith(FORMULA_STARTS):
+        return field
+    if isinstance(parse_value(field), int | float):
+        return field
+    return "'" + field

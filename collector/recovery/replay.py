@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from collector.backup import CsvSpool, SpoolError
 from collector.file_safety import FileModes
@@ -138,6 +138,7 @@ class DatabaseFailed(Exception):
         self.error = error
 
 
+T = TypeVar("T")
 SinkFactory = Callable[[], Sink]
 LookupFactory = Callable[[], KeyLookup | None]
 ProgressFactory = Callable[[str, int], Progress]
@@ -235,7 +236,7 @@ class Replayer:
             progress = self._progress(path.name, _size(handle))
             try:
                 for chunk in chunks(handle, kind, self._batch_size, offset=offset, line=line):
-                    result = self._write(sink, [row.value for row in chunk.rows])
+                    result = self._write(sink, [row.value for row in chunk.rows], path, chunk)
                     refused = self._refused_rows(path, chunk, result)
                     if refused:
                         rejected_path = spool.append(refused)
@@ -365,22 +366,49 @@ class Replayer:
 
     def _get_sink(self) -> Sink:
         if self._sink is None:
-            sink = self._sink_factory()
-            try:
-                sink.ping()
-            except SinkError:
-                sink.close()
-                raise
-            self._sink = sink
+            self._sink = self._retrying("connect", self._open_sink)
         return self._sink
 
+    def _open_sink(self) -> Sink:
+        sink = self._sink_factory()
+        try:
+            sink.ping()
+        except SinkError:
+            sink.close()
+            raise
+        return sink
+
     def _get_lookup(self) -> KeyLookup | None:
-        if not self._lookup_built and self._lookup_factory is not None:
-            self._lookup = self._lookup_factory()
+        factory = self._lookup_factory
+        if not self._lookup_built and factory is not None:
+            self._lookup = self._retrying("connect", factory)
         self._lookup_built = True
         return self._lookup
 
-    def _write(self, sink: Sink, batch: list[TagValue]) -> WriteResult:
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call``, retried on the writer's schedule (1 s, 2 s, 4 s) while it fails transiently: a
+        database that is locked or restarting as replay opens it is waited for, as a failed batch
+        is. A permanent error, or a transient one past the last retry, is raised."""
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except SinkError as exc:
+                delay = self._retry.delay_after(attempt) if exc.transient else None
+                if delay is None:
+                    raise
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "replay_retry",
+                    f"cannot {what} to the database; retry {attempt} of {self._retry.max_retries}"
+                    f" in {delay:g} s",
+                    error=exc.describe(),
+                )
+            self._sleep(delay)
+            attempt += 1
+
+    def _write(self, sink: Sink, batch: list[TagValue], path: Path, chunk: Chunk) -> WriteResult:
         """Write one batch, retrying transient errors on the configured schedule."""
         if not batch:
             return WriteResult()
@@ -399,6 +427,8 @@ class Replayer:
                 logging.WARNING,
                 "replay_retry",
                 f"batch write failed; retry {attempt} of {self._retry.max_retries} in {delay:g} s",
+                file=path.name,
+                lines=f"{chunk.rows[0].line}-{chunk.end_line}",
                 size=len(batch),
                 error=error.describe(),
             )
