@@ -38,6 +38,7 @@ from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -101,11 +102,20 @@ class CollectorService:
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
+        # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
+        self.telemetry = (
+            telemetry
+            if telemetry is not None
+            else Telemetry(
+                tracing=configure_tracing(
+                    instance_id=default_instance_id(config.api.port if config.api.enabled else None)
+                )
+            )
+        )
+        # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
         if sink is None and isinstance(config.sink, SqliteSinkConfig):
             self._protect_database(config.sink.path)
-        self.sink = sink if sink is not None else build_sink(config.sink)
-        # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None

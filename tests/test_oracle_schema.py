@@ -94,7 +94,7 @@ def test_schema_command_prints_the_oracle_ddl() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env = {k: v for k, v in env.items() if not k.startswith(("ORACLE_", "COLLECTOR_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "collector", "schema", "--dialect", "oracle", "--env-file", "/nonexistent"],
+        [sys.executable, "-m", "collector", "schema", "--dialect", "oracle", "--no-env-file"],
         capture_output=True,
         text=True,
         env=env,

@@ -236,6 +236,13 @@ class FakeCursor:
         self._db.after_call(session, "execute")
         return self
 
+    def fetchone(self) -> tuple[object, ...] | None:
+        self._verify()
+        if not self._results:
+            return None
+        self.rowcount += 1
+        return self._results.pop(0)
+
     def fetchall(self) -> list[tuple[object, ...]]:
         self._verify()
         rows, self._results = self._results, []

@@ -28,7 +28,17 @@ from tests.oracle_double.errors import (
     session_killed,
 )
 from tests.oracle_double.schema import Catalog, RowFailure, Table, can, dictionary_value, server_row
-from tests.oracle_double.sql import DICTIONARY, INSERT, KEY_SELECT, host_port_of, ident, service_of, split_top
+from tests.oracle_double.sql import (
+    CONTEXT_SELECT,
+    DICTIONARY,
+    INSERT,
+    KEY_SELECT,
+    USERENV_ITEM,
+    host_port_of,
+    ident,
+    service_of,
+    split_top,
+)
 
 
 @dataclass
@@ -58,6 +68,10 @@ class FakeOracle:
         self.lock = threading.RLock()
         self.users = {name.upper(): secret for name, secret in (users or {"APP": "app-secret"}).items()}
         self.service_name = service_name
+        # The container database of the image: DB_NAME FREE, one instance of the same name.
+        self.db_unique_name = "FREE"
+        self.db_name = "FREE"
+        self.instance_name = "FREE"
         self.supports_bool = supports_bool
         self.catalog = Catalog(self.lock)
         self.tables = self.catalog.tables
@@ -75,6 +89,19 @@ class FakeOracle:
         self.connects = 0
         self.commits = 0
         self.call_timeouts: list[int] = []
+
+    def userenv(self, name: str) -> str:
+        """``SYS_CONTEXT('USERENV', name)`` for the few names the collector reads."""
+        values = {
+            "DB_UNIQUE_NAME": self.db_unique_name,
+            "DB_NAME": self.db_name,
+            "INSTANCE_NAME": self.instance_name,
+            "CON_NAME": self.service_name.upper(),
+            "SERVICE_NAME": self.service_name,
+        }
+        if name.upper() not in values:
+            raise server_error(2003, "invalid USERENV parameter")
+        return values[name.upper()]
 
     # --- the driver module's surface
 
@@ -239,6 +266,9 @@ class FakeOracle:
         return table, names
 
     def dictionary(self, session: Session, sql: str, binds: dict[str, object]) -> list[tuple[object, ...]]:
+        context = CONTEXT_SELECT.match(sql)
+        if context is not None:
+            return [tuple(self.userenv(name) for name in USERENV_ITEM.findall(context.group("items")))]
         match = DICTIONARY.match(sql)
         if match is None:
             raise server_error(900, "invalid SQL statement")
