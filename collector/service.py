@@ -79,6 +79,11 @@ class CollectorService:
     ) -> None:
         self.config = config
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
+        # Where the data goes, as an operator must find it: relative paths in the configuration are
+        # resolved from the working directory, so the startup line and the status show them whole.
+        self.database = config.sink.target()
+        self.backup_dir = str(backup_cfg.dir.absolute())
+        self.fallback_dir = str(backup_cfg.fallback_dir.absolute()) if backup_cfg.fallback_dir else None
         spill_level = (
             max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
         )
@@ -226,7 +231,10 @@ class CollectorService:
             logging.INFO,
             "service_started",
             sink=self.config.sink.type,
+            database=self.database,
             table=self.sink.table,
+            backup_dir=self.backup_dir,
+            fallback_dir=self.fallback_dir,
             source=self.config.source.type,
             rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
             buffer_capacity=self.buffer.capacity,
@@ -341,6 +349,9 @@ class CollectorService:
             sink=self.config.sink.type,
             table=self.sink.table,
             source=self.config.source.type,
+            database=self.database,
+            backup_dir=self.backup_dir,
+            fallback_dir=self.fallback_dir,
             started_at=self.started_at,
             state=state,
         )
