@@ -9,6 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY collector ./collector
+# The runbook the API serves at /runbook (collector/api/runbook.md links to it).
+COPY docs/runbook.md ./docs/runbook.md
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /var/lib/collector collector \
     && mkdir -p /var/lib/collector/backup /var/lib/collector/data \
