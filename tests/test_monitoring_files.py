@@ -164,7 +164,9 @@ def test_every_exported_collector_metric_is_documented(exported: set[str]) -> No
     assert documented - families == set()
 
 
-def test_the_dashboard_uses_the_provisioned_datasource_and_the_instance_variable() -> None:
+def test_the_dashboard_serves_a_fleet() -> None:
+    """A datasource, a job and an instance variable; every query per instance; every quantile
+    computed per instance (never merged across collectors); rates with a unit."""
     provisioning = yaml.safe_load(
         (ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yml").read_text()
     )
@@ -174,13 +176,29 @@ def test_the_dashboard_uses_the_provisioned_datasource_and_the_instance_variable
         dashboard = json.loads(path.read_text())
         uids.add(dashboard["uid"])
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-        assert "instance" in variables
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["datasource"]["current"]["value"] == prometheus_uid
+        assert "$job" in variables["instance"]["query"]["query"]
         panels = [p for p in dashboard["panels"] if p["type"] != "row"]
         assert panels
         for panel in panels:
-            assert panel["datasource"]["uid"] == prometheus_uid, panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            unit = panel["fieldConfig"]["defaults"].get("unit")
             for target in panel["targets"]:
-                assert target["datasource"]["uid"] == prometheus_uid
-                assert 'instance=~"$instance"' in target["expr"], f"{panel['title']}: {target['expr']}"
+                expr = target["expr"]
+                assert target["datasource"]["uid"] == "${datasource}"
+                assert 'job=~"$job", instance=~"$instance"' in expr, f"{panel['title']}: {expr}"
+                assert "{{instance}}" in target["legendFormat"], panel["title"]
+                for grouping in re.findall(r"histogram_quantile\([^,]+, sum by \(([^)]*)\)", expr):
+                    assert {g.strip() for g in grouping.split(",")} == {"instance", "le"}, expr
+                assert "quantile" not in expr or "sum by (instance, le)" in expr, expr
+                if "rate(" in expr and panel["type"] == "timeseries":
+                    assert unit not in (None, "short"), f"{panel['title']} has no rate unit"
+        annotations = {a["name"]: a for a in dashboard["annotations"]["list"]}
+        assert "ALERTS{" in annotations["Firing alerts"]["expr"]
+        assert "process_start_time_seconds" in annotations["Restarts"]["expr"]
+        titles = {link["title"] for link in dashboard["links"]}
+        assert {"Runbook", "Traces"} <= titles
     assert "collector-admin" in uids
     assert len(uids) == len(DASHBOARDS), "dashboard uids must be unique"
