@@ -7,11 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY collector ./collector
 # The runbook the API serves at /runbook (collector/api/runbook.md links to it).
 COPY docs/runbook.md ./docs/runbook.md
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --system --uid 10001 --home-dir /var/lib/collector collector \
     && mkdir -p /var/lib/collector/backup /var/lib/collector/data \
     && chown -R collector /var/lib/collector

@@ -15,7 +15,7 @@ import yaml
 from collector import __version__
 from collector.config import Config, ConfigError, load_config
 from collector.logs import configure_logging, log_event
-from collector.sinks import DIALECTS, SinkError, column_spec, schema_ddl
+from collector.sinks import DIALECTS, SinkError, schema_ddl
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -94,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
         help="directories to list (default: the configured backup directories)",
     )
     backups.add_argument("--json", action="store_true", help="print the listing as JSON")
+
+    wal = commands.add_parser(
+        "wal",
+        help="show what the write-ahead log holds: segments, unfinished values, time range, mark, damage",
+        description=(
+            "Read the write-ahead log without changing it (safe while the service runs). Exit codes: 0"
+            " clean; 1 damage found that the next start would cut or quarantine (with --verify); 2 bad"
+            " configuration."
+        ),
+    )
+    with_config(wal)
+    wal.add_argument(
+        "--dir", type=Path, default=None, help="the log directory (default: from the configuration)"
+    )
+    wal.add_argument("--verify", action="store_true", help="exit 1 if any record or segment is damaged")
+    wal.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -110,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema": _schema,
         "replay": _replay,
         "backups": _backups,
+        "wal": _wal,
     }[args.command]
     return handler(config, args)
 
@@ -121,7 +138,7 @@ def _check_config(config: Config, _args: argparse.Namespace) -> int:
 
 def _schema(config: Config, args: argparse.Namespace) -> int:
     try:
-        ddl = schema_ddl(args.dialect, config.sink.table, column_spec(config.sink.columns))
+        ddl = schema_ddl(args.dialect, config.sink.table, config.sink.columns)
     except ValueError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -160,6 +177,19 @@ def _backups(config: Config, args: argparse.Namespace) -> int:
     from collector.recovery.commands import backups_command
 
     return backups_command(config, args.paths, as_json=args.json)
+
+
+def _wal(config: Config, args: argparse.Namespace) -> int:
+    import json
+
+    from collector.wal.inspect import inspect_log, render
+
+    report = inspect_log(args.dir or config.wal_dir)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(render(report), end="")
+    return EXIT_FAILURE if args.verify and not report.clean else EXIT_OK
 
 
 if __name__ == "__main__":

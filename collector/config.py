@@ -28,11 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from collector.sinks.base import IDENTIFIER, ColumnSpec, InvalidColumnName
+
 ENV_PREFIX = "COLLECTOR_"
 ENV_NESTING = "__"
 SECRET_MASK = "********"
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -86,32 +86,16 @@ class WriterConfig(_Section):
         return self
 
 
-class ColumnNames(_Section):
-    """Column names of the target table; the defaults follow FR-013."""
-
-    tag_name: str = "tag_name"
-    tag_value: str = "tag_value"
-    tag_value_text: str = "tag_value_text"
-    timestamp: str = "timestamp"
-    quality: str = "quality"
-
-    @field_validator("*")
-    @classmethod
-    def _is_identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a plain SQL identifier")
-        return value
-
-
 class _SinkBase(_Section):
     table: str = "TAG_DATA"
-    columns: ColumnNames = Field(default_factory=ColumnNames)
+    columns: ColumnSpec = Field(default_factory=ColumnSpec)
+    """The target table's column names; each must be a plain SQL identifier."""
 
     @field_validator("table")
     @classmethod
     def _table_is_identifier(cls, value: str) -> str:
         parts = value.split(".")
-        if len(parts) > 2 or not all(_IDENTIFIER.match(part) for part in parts):
+        if len(parts) > 2 or not all(IDENTIFIER.match(part) for part in parts):
             raise ValueError(f"{value!r} is not a plain table name (optionally schema.table)")
         return value
 
@@ -196,6 +180,31 @@ class BackupConfig(_Section):
     a closed file can be replayed while the service runs."""
 
 
+class WalConfig(_Section):
+    """The write-ahead log (docs/reliability.md): the crash record of the values held in memory."""
+
+    durability: Literal["off", "interval", "always"] = "interval"
+    """``interval``: each poll batch reaches the operating system before it is accepted (survives a
+    killed process) and is fsynced every ``fsync_interval_s``; ``always``: fsynced before it is
+    accepted (survives a power cut); ``off``: memory only."""
+    dir: Path | None = None
+    """Default: ``wal`` beside the SQLite file, or ``data/wal`` for the other databases."""
+    fsync_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.2
+    segment_bytes: Annotated[int, Field(ge=4096, le=1024**3)] = 8 * 1024 * 1024
+    max_bytes: Annotated[int, Field(ge=8192)] = 512 * 1024 * 1024
+    """When the log holds this much, new values are accepted but not logged (counted and alerted)
+    until released values make room: intake never waits for the disk."""
+
+    @model_validator(mode="after")
+    def _cap_holds_segments(self) -> WalConfig:
+        if self.max_bytes < 2 * self.segment_bytes:
+            raise ValueError(
+                f"wal.max_bytes ({self.max_bytes}) must be at least twice wal.segment_bytes"
+                f" ({self.segment_bytes})"
+            )
+        return self
+
+
 class ApiConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -213,6 +222,7 @@ class Config(_Section):
     writer: WriterConfig = Field(default_factory=WriterConfig)
     sink: SinkConfig = Field(default_factory=SqliteSinkConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    wal: WalConfig = Field(default_factory=WalConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
@@ -232,6 +242,15 @@ class Config(_Section):
                 " a worker would wait for a connection"
             )
         return self
+
+    @property
+    def wal_dir(self) -> Path:
+        """Where the write-ahead log lives: ``wal.dir``, else beside the SQLite file, else ``data/wal``."""
+        if self.wal.dir is not None:
+            return self.wal.dir
+        if isinstance(self.sink, SqliteSinkConfig):
+            return Path(self.sink.path).parent / "wal"
+        return Path("data/wal")
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as plain data, every secret replaced by a mask."""
@@ -356,17 +375,20 @@ def _describe(exc: ValidationError, path: Path | str | None) -> str:
     lines = [f"invalid configuration{where}:"]
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, InvalidColumnName):
+            loc.append(cause.field)  # the column type checks its names itself; name the one at fault
         # Drop the union tag pydantic inserts ("sink.oracle.host" -> "sink.host").
         if len(loc) > 1 and loc[0] == "sink" and loc[1] in {"sqlite", "oracle", "postgresql"}:
             loc.pop(1)
         key = ".".join(loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
+        if error["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
             message = "unknown key"
         shown = error.get("input")
         suffix = ""
         plain = isinstance(shown, str | int | float) and "password" not in key
-        if plain and error["type"] not in {"extra_forbidden", "missing"}:
+        if plain and error["type"] not in {"extra_forbidden", "unexpected_keyword_argument", "missing"}:
             suffix = f" (got {shown!r})"
         lines.append(f"  {key}: {message}{suffix}")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Tests that need it are marked ``postgres`` and take the ``postgres_server`` fixture (directly or
 through ``pg_table`` / ``pg_conn``). When the server does not answer, they skip, except under
-``CI=true``, where a missing server fails them. Several test runs may share the server, so every
+CI, where a missing server fails them (see :mod:`tests.ci`). Several test runs may share the server, so every
 test works in a scratch table of its own, and the fixture waits a while for a server that another
 run has stopped for a moment.
 
@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from collector.sinks.postgresql import ddl
+from tests.ci import missing
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
@@ -33,10 +34,6 @@ PG_DSN = f"host={PG_HOST} port={PG_PORT} dbname={PG_DBNAME} user={PG_USER}"
 WAIT_FOR_SERVER_S = 30.0
 """How long a test waits for a server that is not answering (another run may be restarting it)."""
 START_TIMEOUT_S = 60.0
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def server_ready(wait_s: float = 0.0) -> bool:
@@ -139,10 +136,7 @@ class ServerControl:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[ServerControl]:
     if not server_ready(WAIT_FOR_SERVER_S):
-        message = f"PostgreSQL is not answering at {PG_HOST}:{PG_PORT} (database {PG_DBNAME})"
-        if in_ci():
-            pytest.fail(message + "; CI=true requires it", pytrace=False)
-        pytest.skip(message)
+        missing(f"PostgreSQL is not answering at {PG_HOST}:{PG_PORT} (database {PG_DBNAME})")
     control = ServerControl()
     try:
         yield control

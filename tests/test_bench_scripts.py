@@ -15,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow
+
 CASES = {
     "bench_pipeline.py": (
         ["--values", "4000", "--workers", "2"],
@@ -48,6 +50,10 @@ CASES = {
     ),
     "bench_replay.py": (["--values", "3000"], [r"replay, empty table: +[\d,]+ values/s"]),
     "bench_oracle_sink.py": (["--batches", "4", "--repeat", "1"], [r"rows/s"]),
+    "bench_wal_store.py": (
+        ["--batches", "30", "--repeat", "1"],
+        [r"\| segment files \| interval \| [\d.]+ \| [\d.]+ \| 1\.00x \|", r"\| SQLite \| always \|"],
+    ),
 }
 
 

@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.evidence import read_ledger, reconcile, spool_keys, sqlite_keys
 
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
 
 
 def start(tmp_path: Path, config: dict, *args: str) -> subprocess.Popen[str]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from collector.backup import REJECTED_HEADER, REJECTED_PREFIX, CsvSpool, backup_rows, rejected_rows
 from collector.inventory import ContentsCache, scan
-from collector.recovery.progress import NoProgress, ProgressBar, progress_for
 from tests.recovery_support import sample_values, write_backup
 
 
@@ -116,38 +114,6 @@ def test_the_cache_forgets_files_that_are_gone(tmp_path: Path) -> None:
     first.rename(tmp_path / "elsewhere.csv")
     assert scan([tmp_path], contents=cache).files == ()
     assert cache.contents(first).problem == "cannot be read"
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_progress_bar_redraws_in_place_at_most_every_interval_and_erases_itself() -> None:
-    out, clock = io.StringIO(), _Clock()
-    bar = ProgressBar("backup_x.csv", 1000, out, width=10, min_interval_s=0.2, clock=clock)
-    bar.update(250, 300)
-    clock.now = 0.1
-    bar.update(500, 600)  # too soon: not drawn
-    clock.now = 0.3
-    bar.update(1000, 1200)
-    draws = out.getvalue().split("\r")[1:]
-    assert draws == ["backup_x.csv [##........]  25%  300 rows", "backup_x.csv [##########] 100%  1,200 rows"]
-    bar.finish()
-    assert out.getvalue().endswith("\r" + " " * len(draws[-1]) + "\r")
-
-
-def test_no_progress_bar_when_not_on_a_terminal_or_for_a_short_file() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    assert isinstance(progress_for("f", 50 * 1024 * 1024, io.StringIO()), NoProgress)
-    assert isinstance(progress_for("f", 10, Terminal()), NoProgress)
-    assert isinstance(progress_for("f", 50 * 1024 * 1024, Terminal()), ProgressBar)
 
 
 def test_time_range_spans_days(tmp_path: Path) -> None:

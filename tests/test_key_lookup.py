@@ -20,7 +20,8 @@ from collector.sinks import build_key_lookup, oracle
 from collector.sinks.base import KeyLookup, PermanentSinkError, Sink, TransientSinkError
 from collector.sinks.oracle_lookup import OracleKeyLookup
 from collector.sinks.oracle_schema import ddl_statements
-from collector.sinks.postgresql import PostgresKeyLookup, PostgresSink
+from collector.sinks.postgresql import PostgresSink
+from collector.sinks.postgresql_lookup import PostgresKeyLookup
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
 from tests import pg
 from tests.oracle_double import FakeOracle, server_error

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,22 +26,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ci import require_program
 from tests.evidence import read_ledger, reconcile, spool_keys, sqlite_keys
 from tests.telemetry_support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS = shutil.which("prometheus")
 RATE_INTERVAL = "15s"
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
 
 def _require_prometheus() -> str:
-    if PROMETHEUS is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus is not installed (Debian package 'prometheus')")
-        pytest.skip("prometheus is not installed")
-    return PROMETHEUS
+    return require_program("prometheus", package="prometheus")
 
 
 def _get_json(url: str, timeout_s: float = 5.0) -> Any:

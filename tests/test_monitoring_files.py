@@ -7,9 +7,7 @@ a runbook section; every metric the rules and dashboards use is exported and doc
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from collector.config import load_config
 from collector.service import CollectorService
 from collector.telemetry import Telemetry
 from collector.telemetry.tracing import Tracing
+from tests.ci import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yml"
@@ -36,12 +35,7 @@ runbook the collector serves as the default)."""
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is not installed (Debian package 'prometheus')")
-        pytest.skip("promtool is not installed")
-    return found
+    return require_program("promtool", package="prometheus")
 
 
 def _rules() -> list[dict[str, Any]]:

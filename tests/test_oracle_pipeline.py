@@ -21,9 +21,11 @@ from collector.config import OracleSinkConfig, load_config
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.service import CollectorService
-from collector.sinks.oracle import OracleSink, ddl, from_config
+from collector.sinks import build_sink
+from collector.sinks.oracle import OracleSink, ddl
 from collector.writer import BatchWriter
 from tests.oracle_double import FakeOracle
+from tests.waiting import wait_until
 
 CONFIG = """
 source:  {{type: simulator, groups: 4, tags_per_group: 25, interval_s: 0.1, bad_ratio: 0.05, seed: 7,
@@ -43,15 +45,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def wait_until(condition: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.mark.slow
 def test_an_outage_loses_nothing(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.csv"
@@ -63,17 +56,17 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
 
     db = FakeOracle()
     db.execute_ddl(ddl())
-    service = CollectorService(config, sink=from_config(config.sink, driver=db))
+    service = CollectorService(config, sink=build_sink(config.sink, oracle_driver=db))
     service.start()
     try:
-        assert wait_until(lambda: db.count() > 300, 10), "nothing reached the database"
+        wait_until(lambda: db.count() > 300, 10, what="rows in the database")
         db.go_down()
-        assert wait_until(lambda: service.writer.circuit.is_open, 10), "the circuit never opened"
+        wait_until(lambda: service.writer.circuit.is_open, 10, what="the circuit to open")
         time.sleep(0.5)  # values keep arriving while the database is down
         db.come_up()
-        assert wait_until(lambda: not service.writer.circuit.is_open, 10), "the circuit never closed"
+        wait_until(lambda: not service.writer.circuit.is_open, 10, what="the circuit to close")
         written_before = db.count()
-        assert wait_until(lambda: db.count() > written_before + 300, 10), "writing did not resume"
+        wait_until(lambda: db.count() > written_before + 300, 10, what="writing to resume")
     finally:
         report = service.stop()
 
@@ -133,15 +126,15 @@ def test_a_missing_table_is_backed_up_and_writing_resumes_once_it_exists(tmp_pat
     writer.start()
     try:
         buffer.put_many(first)
-        assert wait_until(lambda: writer.stats().backed_up == len(first), 10)
+        wait_until(lambda: writer.stats().backed_up == len(first), 10)
         status = writer.circuit.status()
         assert status.state is CircuitState.OPEN and status.permanent
         assert "ORA-00942" in status.reason
         assert writer.stats().retries == 0  # a permanent error is not retried
         db.execute_ddl(ddl())  # the operator fixes the schema
-        assert wait_until(lambda: not writer.circuit.is_open, 10), "the probe never found the table"
+        wait_until(lambda: not writer.circuit.is_open, 10, what="the probe to find the table")
         buffer.put_many(second)
-        assert wait_until(lambda: db.count() == len(second), 10)
+        wait_until(lambda: db.count() == len(second), 10)
     finally:
         writer.stop(5)
         backup.close()

@@ -13,9 +13,9 @@ import pytest
 
 from collector.config import OracleSinkConfig, load_config
 from collector.model import Quality, TagValue
-from collector.sinks import Sink
+from collector.sinks import Sink, build_sink
 from collector.sinks.base import PermanentSinkError, SinkError, TransientSinkError
-from collector.sinks.oracle import OracleSink, ddl, from_config
+from collector.sinks.oracle import OracleSink, ddl
 from collector.sinks.oracle_schema import ValueMode
 from tests.oracle_double import FakeOracle, connection_lost, connection_refused
 
@@ -68,7 +68,7 @@ def stored(db: FakeOracle) -> dict[str, dict[str, object]]:
 # ---------------------------------------------------------------------- configuration and pool
 
 
-def test_from_config_makes_a_thin_pool_of_five_with_deadlines(db: FakeOracle) -> None:
+def test_the_factory_makes_a_thin_pool_of_five_with_deadlines(db: FakeOracle) -> None:
     config = load_config(
         None,
         environ={
@@ -80,7 +80,7 @@ def test_from_config_makes_a_thin_pool_of_five_with_deadlines(db: FakeOracle) ->
         env_file=None,
     )
     assert isinstance(config.sink, OracleSinkConfig)
-    sink = from_config(config.sink, driver=db)
+    sink = build_sink(config.sink, oracle_driver=db)
     try:
         assert isinstance(sink, Sink)
         assert sink.system_name == "oracle.db"

@@ -28,16 +28,10 @@ from collector.sinks.base import (
     TransientSinkError,
     WriteResult,
 )
-from collector.sinks.postgresql import (
-    PostgresSink,
-    UnstorableTextError,
-    classify,
-    conninfo,
-    ddl,
-    identifier,
-    is_row_error,
-    pg_row,
-)
+from collector.sinks.factory import postgres_conninfo
+from collector.sinks.postgresql import PostgresSink, UnstorableTextError, pg_row
+from collector.sinks.postgresql_errors import classify, is_row_error
+from collector.sinks.postgresql_schema import ddl, identifier
 from tests import pg
 from tests.tcp_proxy import Mode, TcpProxy
 
@@ -196,7 +190,7 @@ def test_connection_string_combines_dsn_and_keys() -> None:
     keys = PostgresSinkConfig(
         host="db.plant", port=5433, dbname="history", user="collector", password="s3cret"
     )
-    params = psycopg.conninfo.conninfo_to_dict(conninfo(keys))
+    params = psycopg.conninfo.conninfo_to_dict(postgres_conninfo(keys))
     assert params == {
         "host": "db.plant",
         "port": "5433",
@@ -207,7 +201,7 @@ def test_connection_string_combines_dsn_and_keys() -> None:
     }
 
     dsn_only = PostgresSinkConfig(dsn="postgresql://u@db.plant:6432/history")
-    params = psycopg.conninfo.conninfo_to_dict(conninfo(dsn_only))
+    params = psycopg.conninfo.conninfo_to_dict(postgres_conninfo(dsn_only))
     assert (params["host"], params["port"], params["dbname"]) == ("db.plant", "6432", "history")
 
 
@@ -415,6 +409,7 @@ def test_ping_reports_a_refused_login_as_permanent(
 
 
 @postgres
+@pytest.mark.slow  # waits out real connect and call timeouts, several seconds
 def test_a_server_that_accepts_and_never_answers_cannot_hold_a_writer(pg_table: str) -> None:
     with TcpProxy(pg.PG_PORT) as proxy:
         sink = PostgresSink(

@@ -25,6 +25,7 @@ from collector.sinks.sqlite import SqliteSink
 from collector.sources.simulator import Simulator
 from tests.evidence import read_ledger, read_spool_rows, reconcile, spool_keys, sqlite_keys
 from tests.fakes import SwitchableSink
+from tests.waiting import wait_until
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
@@ -37,15 +38,6 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return Config.model_validate(data)
-
-
-def wait_until(condition, timeout_s: float = 20.0, step: float = 0.02) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError("condition not reached in time")
-        time.sleep(step)
-    return time.monotonic() - start
 
 
 def row_count(path: Path) -> int:
@@ -125,6 +117,7 @@ def test_stored_values_match_what_was_generated(tmp_path):
             assert float(number) == float(generated), (name, row)
 
 
+@pytest.mark.slow
 def test_outage_of_ten_seconds_at_3491_values_per_second_loses_nothing(tmp_path):
     config = make_config(
         tmp_path,
@@ -147,7 +140,7 @@ def test_outage_of_ten_seconds_at_3491_values_per_second_loses_nothing(tmp_path)
         opened = service.writer.stats().circuit
         sink.down.clear()
         back = time.monotonic()
-        wait_until(lambda: service.writer.stats().circuit.state == "closed", timeout_s=10, step=0.01)
+        wait_until(lambda: service.writer.stats().circuit.state == "closed", timeout_s=10)
         reconnected_after = time.monotonic() - back
         before = row_count(tmp_path / "tags.db")
         wait_until(lambda: row_count(tmp_path / "tags.db") > before + 3_000)
@@ -279,6 +272,7 @@ def test_load_config_feeds_the_service(tmp_path, monkeypatch):
     service.sink.close()
 
 
+@pytest.mark.slow
 def test_overflow_is_logged_with_its_figures_at_a_limited_rate(tmp_path, caplog):
     from tests.fakes import BlockingSink
 

@@ -29,6 +29,7 @@ from tests.fakes import (
     PermanentlyBrokenSink,
     SwitchableSink,
 )
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -37,14 +38,6 @@ def values(start: int, count: int, name: str = "T") -> list[TagValue]:
     return [
         TagValue(f"{name}{i % 100}", i, T0 + timedelta(seconds=i // 100)) for i in range(start, start + count)
     ]
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def balanced(stats: WriterStats, accepted: int) -> bool:

@@ -1,17 +1,20 @@
 """A one-line progress bar for long replays, drawn on a terminal only.
 
 Scripts and logs get no bar (stderr is not a terminal); the report on stdout is the same either way.
+The bar is tqdm's: bytes read, rows so far, the rate and the time left, redrawn in place.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from typing import Protocol, TextIO
+
+from tqdm import tqdm
 
 MIN_BYTES_FOR_BAR = 1024 * 1024
 """Files smaller than this are replayed in well under a second; a bar would only flicker."""
+
+MAX_LABEL = 40
 
 
 class Progress(Protocol):
@@ -21,6 +24,8 @@ class Progress(Protocol):
 
 
 class NoProgress:
+    """What replay reports to when no bar is wanted: nothing."""
+
     def update(self, done_bytes: int, rows: int) -> None:
         return None
 
@@ -29,45 +34,31 @@ class NoProgress:
 
 
 class ProgressBar:
-    """``label [#########...........]  45%  120 000 rows`` redrawn in place, at most every
-    ``min_interval_s``, and erased by :meth:`finish`."""
+    """``label:  45%|####......| 28.8M/64.0M [00:03<00:04, 8.20MB/s, 120,000 rows]`` redrawn in place
+    at most every ``min_interval_s``, and erased by :meth:`finish`."""
 
-    def __init__(
-        self,
-        label: str,
-        total_bytes: int,
-        stream: TextIO,
-        *,
-        width: int = 30,
-        min_interval_s: float = 0.2,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._label = label if len(label) <= 40 else "..." + label[-37:]
-        self._total = max(total_bytes, 1)
-        self._stream = stream
-        self._width = width
-        self._min_interval_s = min_interval_s
-        self._clock = clock
-        self._last_draw: float | None = None
-        self._drawn = 0
+    def __init__(self, label: str, total_bytes: int, stream: TextIO, *, min_interval_s: float = 0.2) -> None:
+        short = label if len(label) <= MAX_LABEL else "..." + label[-(MAX_LABEL - 3) :]
+        self._bar = tqdm(
+            total=max(total_bytes, 1),
+            desc=short,
+            file=stream,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            mininterval=min_interval_s,
+            miniters=0,
+            dynamic_ncols=True,
+            leave=False,  # the report follows on stdout; a finished bar would only repeat it
+        )
 
     def update(self, done_bytes: int, rows: int) -> None:
-        now = self._clock()
-        if self._last_draw is not None and now - self._last_draw < self._min_interval_s:
-            return
-        self._last_draw = now
-        fraction = min(max(done_bytes / self._total, 0.0), 1.0)
-        filled = int(fraction * self._width)
-        text = f"{self._label} [{'#' * filled}{'.' * (self._width - filled)}] {fraction:4.0%}  {rows:,} rows"
-        self._stream.write("\r" + text.ljust(self._drawn))
-        self._stream.flush()
-        self._drawn = len(text)
+        self._bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+        # Replay reports the offset reached; tqdm counts increments.
+        self._bar.update(done_bytes - self._bar.n)
 
     def finish(self) -> None:
-        if self._drawn:
-            self._stream.write("\r" + " " * self._drawn + "\r")
-            self._stream.flush()
-            self._drawn = 0
+        self._bar.close()
 
 
 def progress_for(label: str, total_bytes: int, stream: TextIO | None = None) -> Progress:

@@ -7,6 +7,7 @@ Each database is one module behind this Protocol.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -57,15 +58,38 @@ class PermanentSinkError(SinkError):
         super().__init__(message, kind=ErrorKind.PERMANENT, code=code)
 
 
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
+"""A plain SQL identifier every supported database accepts unquoted: letters, digits, ``_$#``."""
+
+
+class InvalidColumnName(ValueError):
+    """A configured column name that is not a plain SQL identifier; ``field`` names the key."""
+
+    def __init__(self, field: str, value: object) -> None:
+        super().__init__(f"{value!r} is not a plain SQL identifier")
+        self.field = field
+
+
 @dataclass(frozen=True, slots=True)
 class ColumnSpec:
-    """The target table's column names (FR-013's by default); validated by the configuration."""
+    """The target table's column names (FR-013's by default).
+
+    The one type for them: the configuration's ``sink.columns`` is a ColumnSpec, and every sink
+    takes one. Each name must be a plain SQL identifier, so that it can be written into a
+    statement without quoting tricks; a bad one raises :class:`InvalidColumnName` naming the key.
+    """
 
     tag_name: str = "tag_name"
     tag_value: str = "tag_value"
     tag_value_text: str = "tag_value_text"
     timestamp: str = "timestamp"
     quality: str = "quality"
+
+    def __post_init__(self) -> None:
+        for key in ("tag_name", "tag_value", "tag_value_text", "timestamp", "quality"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not IDENTIFIER.match(value):
+                raise InvalidColumnName(key, value)
 
     def names(self) -> tuple[str, str, str, str, str]:
         return (self.tag_name, self.tag_value, self.tag_value_text, self.timestamp, self.quality)

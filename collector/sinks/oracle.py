@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import oracledb
 from opentelemetry import trace
@@ -50,7 +50,6 @@ from collector.sinks.oracle_errors import (
     classify_exception,
     classify_row_error,
 )
-from collector.sinks.oracle_lookup import key_lookup
 from collector.sinks.oracle_schema import (
     QUALITY_LENGTH,
     ColumnInfo,
@@ -62,10 +61,7 @@ from collector.sinks.oracle_schema import (
     dictionary_query,
 )
 
-if TYPE_CHECKING:
-    from collector.config import OracleSinkConfig
-
-__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl", "from_config", "key_lookup"]
+__all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl"]
 
 log = logging.getLogger("collector.sinks.oracle")
 
@@ -74,31 +70,6 @@ OPERATION = "BATCH INSERT"
 
 NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
 INVALID = "INVALID"
-
-
-def from_config(
-    config: OracleSinkConfig, *, driver: Any = None, tracer: trace.Tracer | None = None
-) -> OracleSink:
-    """The sink the configuration describes; ``driver`` and ``tracer`` as for :class:`OracleSink`."""
-    password = config.secret()
-    if password is None:  # the configuration already requires one; keep mypy and a reader sure
-        raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
-    return OracleSink(
-        dsn=config.connect_string(),
-        user=config.user or "",
-        password=password,
-        table=config.table,
-        columns=ColumnSpec(**config.columns.model_dump()),
-        pool_size=config.pool_size,
-        connect_timeout_s=config.connect_timeout_s,
-        call_timeout_s=config.call_timeout_s,
-        pool_wait_timeout_s=config.pool_wait_timeout_s,
-        server_address=None if config.dsn else config.host,
-        server_port=None if config.dsn else config.port,
-        namespace=None if config.dsn else config.service_name,
-        driver=driver,
-        tracer=tracer,
-    )
 
 
 def _server_of(dsn: str) -> tuple[str | None, int | None, str | None]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import oracledb
 
@@ -23,28 +23,8 @@ from collector.sinks.base import ColumnSpec, TagKey
 from collector.sinks.oracle_errors import classify_exception
 from collector.sinks.oracle_schema import TableName, quote_identifier
 
-if TYPE_CHECKING:
-    from collector.config import OracleSinkConfig
-
 KEYS_PER_QUERY = 500
 """Oracle allows at most 1 000 expressions in an IN list."""
-
-
-def key_lookup(config: OracleSinkConfig, *, driver: Any = None) -> OracleKeyLookup:
-    password = config.secret()
-    if password is None:  # the configuration already requires one
-        raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
-    return OracleKeyLookup(
-        dsn=config.connect_string(),
-        user=config.user or "",
-        password=password,
-        table=config.table,
-        columns=ColumnSpec(**config.columns.model_dump()),
-        connect_timeout_s=config.connect_timeout_s,
-        call_timeout_s=config.call_timeout_s,
-        pool_wait_timeout_s=config.pool_wait_timeout_s,
-        driver=driver,
-    )
 
 
 class OracleKeyLookup:

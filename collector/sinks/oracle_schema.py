@@ -20,15 +20,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from collector.model import MAX_TAG_NAME_LENGTH, MAX_TEXT_LENGTH
-from collector.sinks.base import ColumnSpec, PermanentSinkError
+from collector.sinks.base import IDENTIFIER, ColumnSpec, PermanentSinkError
 
 QUALITY_LENGTH = 20
 """FR-013: ``quality`` is VARCHAR2(20)."""
 
 TIMESTAMP_PRECISION = 6
 """Fractional-second digits kept: microseconds, as the collection timestamps carry."""
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
 
 TEXT_TYPES = frozenset({"VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR"})
 NUMBER_TYPES = frozenset({"NUMBER", "FLOAT"})
@@ -47,7 +45,7 @@ DICTIONARY_COLUMNS = (
 
 def quote_identifier(name: str) -> str:
     """``name`` as a quoted Oracle identifier, upper-cased like an unquoted one."""
-    if not _IDENTIFIER.match(name):
+    if not IDENTIFIER.match(name):
         raise ValueError(f"{name!r} is not a plain SQL identifier")
     return f'"{name.upper()}"'
 

@@ -14,17 +14,12 @@ data exception or 23 integrity violation) the batch is written again in one tran
 it under savepoints until each bad row stands alone: the bad rows are reported, the good ones
 committed.
 
-Errors are sorted by SQLSTATE class: connection exceptions (08), operator intervention such as
-admin shutdown and cannot-connect-now (57), insufficient resources (53), transaction rollbacks
-(40) and lock waits are transient; undefined table or column, missing privilege or unique key
-(42), authentication (28) and unknown database (3D) are permanent. Errors that carry no SQLSTATE
-(a refused or timed-out connection, a connection lost mid-call) are transient, except a failed
-login, which libpq reports as text only and which is recognised by its message.
-
+How errors are sorted is :mod:`collector.sinks.postgresql_errors`; the DDL and the statement,
+:mod:`collector.sinks.postgresql_schema`; connection settings and the client-side deadline, shared
+with the key lookup (:mod:`collector.sinks.postgresql_lookup`), :mod:`collector.sinks.postgresql_session`.
 Every wait is bounded: ``connect_timeout_s`` for a new connection, ``pool_wait_timeout_s`` for a
 pooled one (the pool's getconn blocks while the server is down), ``call_timeout_s`` as the
-server's ``statement_timeout``, and the same again (plus a second) as a client-side deadline that
-shuts the socket down if the server, or anything between, accepts a call and never answers.
+statement timeout and, a second later, as the client-side deadline.
 
 The sink can be built while the server is down: the pool fills in the background. ``ping`` does
 not use the pool: it opens its own connection, so it reports why the server refuses (wrong
@@ -35,156 +30,26 @@ which a server restart has made stale.
 
 from __future__ import annotations
 
-import math
-import os
-import re
-import socket
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
-from collector.model import MAX_TAG_NAME_LENGTH, MAX_TEXT_LENGTH, TagValue, split_value, to_utc
-from collector.sinks.base import (
-    ColumnSpec,
-    PermanentSinkError,
-    RowError,
-    SinkError,
-    TagKey,
-    TransientSinkError,
-    WriteResult,
-)
-from collector.sinks.watchdog import Guard, Watchdog
+from collector.model import TagValue, split_value, to_utc
+from collector.sinks.base import ColumnSpec, RowError, SinkError, WriteResult
+from collector.sinks.postgresql_errors import classify, is_row_error, row_error
+from collector.sinks.postgresql_schema import ddl, insert_statement
+from collector.sinks.postgresql_session import CallDeadline, connect_kwargs, statement_timeout_ms
+from collector.sinks.watchdog import Guard
 
-if TYPE_CHECKING:
-    from collector.config import PostgresSinkConfig
-
-APPLICATION_NAME = "plc-tag-collector"
-WATCHDOG_GRACE_S = 1.0
-"""The client-side deadline is the statement timeout plus this, so the server's own timeout (a
-clean, classified error that keeps the connection usable) fires first whenever the server answers."""
+__all__ = ["PgRow", "PostgresSink", "UnstorableTextError", "ddl", "pg_row"]
 
 POOL_RECONNECT_GIVE_UP_S = 0.5
 """How long the pool keeps retrying a failed connection in the background (see __init__)."""
-
-ROW_ERROR_CLASSES = frozenset({"22", "23"})
-"""Data exceptions and integrity violations: the row is bad, not the batch or the database."""
-
-TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58", "XX"})
-"""Connection exception, transaction rollback, insufficient resources, operator intervention
-(admin shutdown, cannot connect now, query cancelled by statement_timeout), system error, internal
-error: the database may well accept the same batch a little later."""
-
-TRANSIENT_STATES = frozenset({"55P03", "25P03", "25006"})
-"""Lock not available, idle-in-transaction timeout, read-only transaction (a failover in
-progress: the address will soon reach a writable primary again)."""
-
-# libpq reports a failed login as text only (no SQLSTATE). These messages mean that retrying cannot
-# help until an operator acts; the code given is the SQLSTATE the server sent with the message.
-_LOGIN_REFUSALS = (
-    (re.compile(r"password authentication failed|authentication failed for user"), "28P01"),
-    (re.compile(r"role \".*\" does not exist|no pg_hba\.conf entry|not permitted to log in"), "28000"),
-    (re.compile(r"database \".*\" does not exist"), "3D000"),
-    (re.compile(r"permission denied for database"), "42501"),
-)
-
-# PostgreSQL's reserved key words (reserved, and reserved-but-can-be-function-or-type): a column
-# or table with one of these names must be quoted.
-_RESERVED = frozenset(
-    """
-    all analyse analyze and any array as asc asymmetric authorization binary both case cast check
-    collate collation column concurrently constraint create cross current_catalog current_date
-    current_role current_schema current_time current_timestamp current_user default deferrable desc
-    distinct do else end except false fetch for foreign freeze from full grant group having ilike
-    in initially inner intersect into is isnull join lateral leading left like limit localtime
-    localtimestamp natural not notnull null offset on only or order outer overlaps placing primary
-    references returning right select session_user similar some symmetric system_user table
-    tablesample then to trailing true union unique user using variadic verbose when where window
-    with
-    """.split()  # noqa: SIM905 - a word list reads better as text
-)
-_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def identifier(name: str) -> str:
-    """``name`` as PostgreSQL reads an unquoted name (folded to lower case, so the default
-    ``TAG_DATA`` is ``tag_data``), quoted only when it must be; ``schema.table`` works too."""
-    parts = []
-    for part in name.split("."):
-        folded = part.lower()
-        if _PLAIN.match(folded) and folded not in _RESERVED:
-            parts.append(folded)
-        else:
-            parts.append('"' + folded.replace('"', '""') + '"')
-    return ".".join(parts)
-
-
-def _sql_identifier(name: str) -> sql.Identifier:
-    # The same object as identifier(name) names, always quoted: folded first, so "TAG_DATA"
-    # and tag_data are one table, as they are for any PostgreSQL client.
-    return sql.Identifier(*(part.lower() for part in name.split(".")))
-
-
-def ddl(table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
-    """The CREATE statements for the table and its timestamp index (FR-013 to FR-015)."""
-    c = columns or ColumnSpec()
-    name, value, text, stamp, quality = (identifier(n) for n in c.names())
-    t = identifier(table)
-    # An index lives in its table's schema, so its name is never qualified.
-    index = identifier(f"{table.replace('.', '_')}_{c.timestamp}_ix")
-    return (
-        f"CREATE TABLE IF NOT EXISTS {t} (\n"
-        f"    {name} VARCHAR({MAX_TAG_NAME_LENGTH}) NOT NULL CHECK ({name} <> ''),\n"
-        f"    {value} NUMERIC,\n"
-        f"    {text} VARCHAR({MAX_TEXT_LENGTH}),\n"
-        f"    {stamp} TIMESTAMPTZ NOT NULL,\n"
-        f"    {quality} VARCHAR(20) NOT NULL CHECK ({quality} IN ('GOOD', 'BAD')),\n"
-        f"    PRIMARY KEY ({name}, {stamp})\n"
-        f");\n"
-        f"CREATE INDEX IF NOT EXISTS {index} ON {t} ({stamp});\n"
-    )
-
-
-def conninfo(config: PostgresSinkConfig) -> str:
-    """The libpq connection string: ``dsn`` with the separately configured keys laid over it."""
-    params: dict[str, Any] = {
-        "host": config.host,
-        "dbname": config.dbname,
-        "user": config.user,
-        "password": config.secret(),
-        "application_name": config.application_name,
-    }
-    if config.host or "port" in config.model_fields_set:
-        params["port"] = config.port
-    return make_conninfo(config.dsn or "", **{k: v for k, v in params.items() if v is not None})
-
-
-def from_config(config: PostgresSinkConfig) -> PostgresSink:
-    return PostgresSink(
-        conninfo(config),
-        table=config.table,
-        columns=ColumnSpec(**config.columns.model_dump()),
-        pool_size=config.pool_size,
-        connect_timeout_s=config.connect_timeout_s,
-        call_timeout_s=config.call_timeout_s,
-        pool_wait_timeout_s=config.pool_wait_timeout_s,
-    )
-
-
-def key_lookup(config: PostgresSinkConfig) -> PostgresKeyLookup:
-    return PostgresKeyLookup(
-        conninfo(config),
-        table=config.table,
-        columns=ColumnSpec(**config.columns.model_dump()),
-        connect_timeout_s=config.connect_timeout_s,
-        call_timeout_s=config.call_timeout_s,
-    )
 
 
 PgRow = tuple[str, str | None, str | None, datetime, str]
@@ -220,54 +85,6 @@ def _check_text(text: str) -> None:
             raise UnstorableTextError(f"text is not valid Unicode: {exc.reason}") from None
 
 
-def is_row_error(exc: BaseException) -> bool:
-    state: str | None = getattr(exc, "sqlstate", None)
-    return state is not None and state[:2] in ROW_ERROR_CLASSES
-
-
-def classify(exc: BaseException) -> SinkError:
-    """The :class:`SinkError` a psycopg error means for the batch (see the module docstring)."""
-    message = _message(exc)
-    if isinstance(exc, PoolTimeout):
-        return TransientSinkError(f"no pooled connection: {message}", code="POOL_TIMEOUT")
-    state: str | None = getattr(exc, "sqlstate", None)
-    if state:
-        if state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES:
-            return TransientSinkError(message, code=state)
-        return PermanentSinkError(message, code=state)
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        for pattern, code in _LOGIN_REFUSALS:
-            if pattern.search(message):
-                return PermanentSinkError(message, code=code)
-        code = "08001" if "connection failed" in message or "timeout" in message else "08006"
-        return TransientSinkError(message, code=code)
-    return PermanentSinkError(message, code=type(exc).__name__)
-
-
-def _row_error(index: int, exc: psycopg.Error) -> RowError:
-    return RowError(index, getattr(exc, "sqlstate", None) or "22000", _message(exc))
-
-
-def _message(exc: BaseException) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    text = primary or str(exc)
-    return " ".join(text.split())
-
-
-def _shut_socket(conn: psycopg.Connection[Any]) -> Callable[[], None]:
-    """An abort action for the watchdog: shut the connection's socket down. The blocked call then
-    fails at once with a connection error; the pool discards the broken connection."""
-
-    def abort() -> None:
-        with suppress(OSError, psycopg.Error):
-            fd = conn.pgconn.socket
-            with socket.socket(fileno=os.dup(fd)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-
-    return abort
-
-
 class PostgresSink:
     """Writes batches into a PostgreSQL table through a pool of connections; thread-safe (each
     write uses its own pooled connection)."""
@@ -291,27 +108,16 @@ class PostgresSink:
         self._columns = columns or ColumnSpec()
         self._dsn = dsn
         self._pool_wait_timeout_s = pool_wait_timeout_s
-        self._deadline_s = call_timeout_s + WATCHDOG_GRACE_S
-        statement_ms = max(1, round(call_timeout_s * 1000))
-        given = conninfo_to_dict(dsn).get("options")
-        settings = [
-            f"-c statement_timeout={statement_ms}",
+        self._connect_kwargs = connect_kwargs(
+            dsn,
+            connect_timeout_s=connect_timeout_s,
+            call_timeout_s=call_timeout_s,
             # A client that vanished mid-transaction must not hold its row locks for long.
-            f"-c idle_in_transaction_session_timeout={2 * statement_ms}",
-            "-c TimeZone=UTC",
-        ]
-        options = " ".join([str(given), *settings] if given else settings)
-        self._connect_kwargs: dict[str, Any] = {
-            "autocommit": True,
-            # libpq takes whole seconds and enforces at least 2.
-            "connect_timeout": max(2, math.ceil(connect_timeout_s)),
-            "options": options,
-        }
-        if "application_name" not in conninfo_to_dict(dsn):
-            self._connect_kwargs["application_name"] = APPLICATION_NAME
-        self._insert = self._insert_statement()
+            settings=[f"-c idle_in_transaction_session_timeout={2 * statement_timeout_ms(call_timeout_s)}"],
+        )
+        self._deadline = CallDeadline(call_timeout_s, thread_name="postgresql-watchdog")
+        self._insert = insert_statement(table, self._columns)
         self._probe = sql.SQL("EXPLAIN ") + self._insert
-        self._watchdog = Watchdog("postgresql-watchdog")
         self._degraded = False
         self._close_lock = threading.Lock()
         self._closed = False
@@ -332,18 +138,6 @@ class PostgresSink:
         # Opens without waiting: the pool connects in the background, so a server that is down
         # now is an outage like any other, not a start-up failure.
         self._pool.open(wait=False)
-
-    def _insert_statement(self) -> sql.Composed:
-        c = self._columns
-        names = sql.SQL(", ").join(_sql_identifier(n) for n in c.names())
-        key = sql.SQL(", ").join(_sql_identifier(n) for n in (c.tag_name, c.timestamp))
-        # Binary parameters (%b): psycopg dumps a 500-element array several times faster in
-        # binary than as text. Numbers still travel as decimal text, cast to numeric by the server.
-        return sql.SQL(
-            "INSERT INTO {table} ({names}) "
-            "SELECT * FROM unnest(%b::text[], %b::numeric[], %b::text[], %b::timestamptz[], %b::text[]) "
-            "ON CONFLICT ({key}) DO NOTHING"
-        ).format(table=_sql_identifier(self.table), names=names, key=key)
 
     # ------------------------------------------------------------------ writing
 
@@ -366,7 +160,7 @@ class PostgresSink:
         conn = self._getconn()
         guard: Guard | None = None
         try:
-            with self._watchdog.guard(self._deadline_s, _shut_socket(conn)) as guard:
+            with self._deadline.guard(conn) as guard:
                 try:
                     written = self._execute(conn, rows)
                 except psycopg.Error as exc:
@@ -406,7 +200,7 @@ class PostgresSink:
         row stands alone; the good rows commit together, each bad one is reported with its
         SQLSTATE. A batch with k bad rows takes about 2k·log2(n) statements."""
         if len(rows) == 1:
-            result.rejected.append(_row_error(positions[0], first_error))
+            result.rejected.append(row_error(positions[0], first_error))
             return 0
         written = 0
         mark = len(result.rejected)
@@ -423,7 +217,7 @@ class PostgresSink:
                         if not is_row_error(exc):
                             raise
                         if high - low == 1:
-                            result.rejected.append(_row_error(positions[low], exc))
+                            result.rejected.append(row_error(positions[low], exc))
                         else:
                             middle = (low + high) // 2
                             pending.extend(((middle, high), (low, middle)))
@@ -433,12 +227,7 @@ class PostgresSink:
         return written
 
     def _failure(self, exc: psycopg.Error, guard: Guard | None) -> SinkError:
-        if guard is not None and guard.fired:
-            self._degraded = True
-            return TransientSinkError(
-                f"no answer within {self._deadline_s:g} s; connection abandoned", code="CALL_TIMEOUT"
-            )
-        error = classify(exc)
+        error = self._deadline.error(exc, guard)
         if error.transient:
             self._degraded = True
         return error
@@ -457,7 +246,7 @@ class PostgresSink:
             raise classify(exc) from exc
         guard: Guard | None = None
         try:
-            with self._watchdog.guard(self._deadline_s, _shut_socket(conn)) as guard:
+            with self._deadline.guard(conn) as guard:
                 conn.execute(self._probe, [[], [], [], [], []])
         except psycopg.Error as exc:
             raise self._failure(exc, guard) from exc
@@ -476,84 +265,4 @@ class PostgresSink:
             self._closed = True
         # A pool worker may be inside a connection attempt; it gives up within connect_timeout.
         self._pool.close(timeout=self._connect_kwargs["connect_timeout"] + 1.0)
-        self._watchdog.close()
-
-
-class PostgresKeyLookup:
-    """Which keys the table already holds: one connection in a read-only session, one statement
-    per batch that joins the batch's keys (unnested arrays) to the primary key. Every wait is
-    bounded as the sink's are: ``connect_timeout_s``, ``call_timeout_s`` as the statement timeout,
-    and a client-side deadline a second later."""
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        table: str = "TAG_DATA",
-        columns: ColumnSpec | None = None,
-        connect_timeout_s: float = 5.0,
-        call_timeout_s: float = 10.0,
-    ) -> None:
-        c = columns or ColumnSpec()
-        self.table = table
-        self._dsn = dsn
-        statement_ms = max(1, round(call_timeout_s * 1000))
-        given = conninfo_to_dict(dsn).get("options")
-        settings = [
-            f"-c statement_timeout={statement_ms}",
-            "-c default_transaction_read_only=on",
-            "-c TimeZone=UTC",
-        ]
-        self._connect_kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(2, math.ceil(connect_timeout_s)),
-            "options": " ".join([str(given), *settings] if given else settings),
-        }
-        if "application_name" not in conninfo_to_dict(dsn):
-            self._connect_kwargs["application_name"] = APPLICATION_NAME
-        self._deadline_s = call_timeout_s + WATCHDOG_GRACE_S
-        self._select = sql.SQL(
-            "SELECT k.n, k.t FROM unnest(%b::text[], %b::timestamptz[]) AS k(n, t) "
-            "JOIN {table} AS d ON d.{name} = k.n AND d.{stamp} = k.t"
-        ).format(
-            table=_sql_identifier(table), name=_sql_identifier(c.tag_name), stamp=_sql_identifier(c.timestamp)
-        )
-        self._watchdog = Watchdog("postgresql-lookup-watchdog")
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def existing_keys(self, keys: Sequence[TagKey]) -> set[TagKey]:
-        if not keys:
-            return set()
-        conn = self._connect()
-        names = [name for name, _ in keys]
-        stamps = [to_utc(stamp) for _, stamp in keys]
-        guard: Guard | None = None
-        try:
-            with self._watchdog.guard(self._deadline_s, _shut_socket(conn)) as guard:
-                found = {(name, stamp) for name, stamp in conn.execute(self._select, [names, stamps])}
-        except psycopg.Error as exc:
-            self._drop()
-            if guard is not None and guard.fired:
-                raise TransientSinkError(
-                    f"no answer within {self._deadline_s:g} s; connection abandoned", code="CALL_TIMEOUT"
-                ) from exc
-            raise classify(exc) from exc
-        return {key for key in keys if (key[0], to_utc(key[1])) in found}
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        if self._conn is None:
-            try:
-                self._conn = psycopg.connect(self._dsn, **self._connect_kwargs)
-            except psycopg.Error as exc:
-                raise classify(exc) from exc
-        return self._conn
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with suppress(psycopg.Error):
-                conn.close()
-
-    def close(self) -> None:
-        self._drop()
-        self._watchdog.close()
+        self._deadline.close()

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from collector.model import (
     MAX_TAG_NAME_LENGTH,
@@ -31,9 +30,6 @@ from collector.sinks.base import (
     TransientSinkError,
     WriteResult,
 )
-
-if TYPE_CHECKING:
-    from collector.config import SqliteSinkConfig
 
 SQLITE_MAX_INTEGER = 2**63 - 1
 """SQLite's INTEGER is 64-bit; larger integers go to the text column rather than being rounded."""
@@ -58,19 +54,6 @@ def ddl(table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
         f");\n"
         f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({c.timestamp});\n"
     )
-
-
-def from_config(config: SqliteSinkConfig) -> SqliteSink:
-    return SqliteSink(
-        config.path,
-        table=config.table,
-        columns=ColumnSpec(**config.columns.model_dump()),
-        busy_timeout_s=config.busy_timeout_s,
-    )
-
-
-def key_lookup(config: SqliteSinkConfig) -> SqliteKeyLookup:
-    return SqliteKeyLookup(config.path, table=config.table, columns=ColumnSpec(**config.columns.model_dump()))
 
 
 def sqlite_timestamp(stamp: datetime) -> str:

@@ -1,0 +1,159 @@
+"""The one place that turns the validated configuration into a sink or a key lookup.
+
+Sink modules take plain values (a connect string, a table name, a :class:`ColumnSpec`, seconds)
+and know nothing of the configuration's models; this module reads ``sink.*`` and calls them. Each
+database's module is imported only when it is configured, so the SQLite default needs no
+database driver at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from collector.sinks.base import ColumnSpec, KeyLookup, Sink
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from collector.config import OracleSinkConfig, PostgresSinkConfig, SinkConfig
+
+SCHEMA_MODULES: dict[str, str] = {
+    "sqlite": "collector.sinks.sqlite",
+    "oracle": "collector.sinks.oracle_schema",
+    "postgresql": "collector.sinks.postgresql_schema",
+}
+"""Sink type (also the ``collector schema --dialect`` name) -> the module whose ``ddl`` prints its table."""
+
+DIALECTS = tuple(sorted(SCHEMA_MODULES))
+
+
+def _import(dialect: str, modules: dict[str, str]) -> Any:
+    try:
+        name = modules[dialect]
+    except KeyError:
+        raise ValueError(f"unknown dialect {dialect!r}; choose from {', '.join(DIALECTS)}") from None
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"the {dialect} sink is not available: {exc}") from exc
+
+
+def schema_ddl(dialect: str, table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
+    """The DDL for the target table and its timestamp index in ``dialect``."""
+    ddl: str = _import(dialect, SCHEMA_MODULES).ddl(table, columns or ColumnSpec())
+    return ddl
+
+
+def build_sink(config: SinkConfig, *, oracle_driver: Any = None, tracer: Tracer | None = None) -> Sink:
+    """The sink the configuration names, built without requiring the database to be up.
+
+    ``oracle_driver`` replaces python-oracledb (a test passes its double); ``tracer`` is the
+    Oracle sink's tracer (the global one by default). Raises ValueError when the database's
+    driver is not installed.
+    """
+    try:
+        return _sink(config, oracle_driver, tracer)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"the {config.type} sink is not available: {exc}") from exc
+
+
+def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink:
+    if config.type == "sqlite":
+        from collector.sinks.sqlite import SqliteSink
+
+        return SqliteSink(
+            config.path, table=config.table, columns=config.columns, busy_timeout_s=config.busy_timeout_s
+        )
+    if config.type == "postgresql":
+        from collector.sinks.postgresql import PostgresSink
+
+        return PostgresSink(
+            postgres_conninfo(config),
+            table=config.table,
+            columns=config.columns,
+            pool_size=config.pool_size,
+            connect_timeout_s=config.connect_timeout_s,
+            call_timeout_s=config.call_timeout_s,
+            pool_wait_timeout_s=config.pool_wait_timeout_s,
+        )
+    from collector.sinks.oracle import OracleSink
+
+    return OracleSink(
+        dsn=config.connect_string(),
+        user=config.user or "",
+        password=_oracle_password(config),
+        table=config.table,
+        columns=config.columns,
+        pool_size=config.pool_size,
+        connect_timeout_s=config.connect_timeout_s,
+        call_timeout_s=config.call_timeout_s,
+        pool_wait_timeout_s=config.pool_wait_timeout_s,
+        server_address=None if config.dsn else config.host,
+        server_port=None if config.dsn else config.port,
+        namespace=None if config.dsn else config.service_name,
+        driver=oracle_driver,
+        tracer=tracer,
+    )
+
+
+def build_key_lookup(config: SinkConfig, *, oracle_driver: Any = None) -> KeyLookup:
+    """A read-only check of which keys the configured table holds (``collector replay --dry-run``).
+    Raises ValueError when the database's driver is not installed."""
+    try:
+        return _key_lookup(config, oracle_driver)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"the {config.type} sink is not available: {exc}") from exc
+
+
+def _key_lookup(config: SinkConfig, oracle_driver: Any) -> KeyLookup:
+    if config.type == "sqlite":
+        from collector.sinks.sqlite import SqliteKeyLookup
+
+        return SqliteKeyLookup(config.path, table=config.table, columns=config.columns)
+    if config.type == "postgresql":
+        from collector.sinks.postgresql_lookup import PostgresKeyLookup
+
+        return PostgresKeyLookup(
+            postgres_conninfo(config),
+            table=config.table,
+            columns=config.columns,
+            connect_timeout_s=config.connect_timeout_s,
+            call_timeout_s=config.call_timeout_s,
+        )
+    from collector.sinks.oracle_lookup import OracleKeyLookup
+
+    return OracleKeyLookup(
+        dsn=config.connect_string(),
+        user=config.user or "",
+        password=_oracle_password(config),
+        table=config.table,
+        columns=config.columns,
+        connect_timeout_s=config.connect_timeout_s,
+        call_timeout_s=config.call_timeout_s,
+        pool_wait_timeout_s=config.pool_wait_timeout_s,
+        driver=oracle_driver,
+    )
+
+
+def postgres_conninfo(config: PostgresSinkConfig) -> str:
+    """The libpq connection string: ``dsn`` with the separately configured keys laid over it."""
+    from psycopg.conninfo import make_conninfo
+
+    params: dict[str, Any] = {
+        "host": config.host,
+        "dbname": config.dbname,
+        "user": config.user,
+        "password": config.secret(),
+        "application_name": config.application_name,
+    }
+    if config.host or "port" in config.model_fields_set:
+        params["port"] = config.port
+    return make_conninfo(config.dsn or "", **{k: v for k, v in params.items() if v is not None})
+
+
+def _oracle_password(config: OracleSinkConfig) -> str:
+    password = config.secret()
+    if password is None:  # the configuration already requires one; keep mypy and a reader sure
+        raise ValueError("the Oracle sink needs a password (ORACLE_PASSWORD or ORACLE_PASSWORD_FILE)")
+    return password
