@@ -62,11 +62,7 @@ def test_rules_and_scrape_config_pass_promtool() -> None:
 
 @pytest.mark.prometheus
 def test_the_alertmanager_configuration_passes_amtool() -> None:
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("amtool is not installed (Debian package 'prometheus-alertmanager')")
-        pytest.skip("amtool is not installed")
+    amtool = require_program("amtool", package="prometheus-alertmanager")
     config = ROOT / "prometheus" / "alertmanager.yml"
     result = subprocess.run(
         [amtool, "check-config", str(config)], check=False, capture_output=True, text=True, timeout=60
