@@ -167,7 +167,7 @@ def test_ports_and_names_agree_with_the_configuration(
 
     assert config.api.port == ApiConfig.model_fields["port"].default
     assert published(collector, example_env) == [
-        ("127.0.0.1", int(example_env["COLLECTOR_API_PORT"]), config.api.port)
+        ("127.0.0.1", int(example_env["PUBLISHED_API_PORT"]), config.api.port)
     ]
     # The backup directory is the mounted volume, so backups survive the container.
     assert any(str(m).endswith(f":{config.backup.dir}") for m in collector["volumes"])

@@ -44,6 +44,7 @@ from collector.sinks.base import (
     WriteResult,
 )
 from collector.sinks.oracle_errors import (
+    MAX_BATCH_ERRORS,
     Disposition,
     OracleFailure,
     as_error_object,
@@ -55,6 +56,7 @@ from collector.sinks.oracle_schema import (
     ColumnInfo,
     TableLayout,
     TableName,
+    TextLimit,
     ValueMode,
     check_columns,
     ddl,
@@ -70,6 +72,8 @@ OPERATION = "BATCH INSERT"
 
 NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
 INVALID = "INVALID"
+VALUE_TOO_LARGE = "ORA-12899"
+"""The code of a value over its column's length, refused before sending: what Oracle would say."""
 
 
 def _server_of(dsn: str) -> tuple[str | None, int | None, str | None]:
@@ -92,6 +96,7 @@ def bind_rows(
     rows: list[tuple[object, ...]] = []
     positions: list[int] = []
     mode = layout.mode
+    checked = [(position, limit.safe_length, limit) for position, limit in layout.checked_binds()]
     for index, value in enumerate(batch):
         try:
             number, text = split_value(value.value)
@@ -116,9 +121,24 @@ def bind_rows(
                 )
                 continue
             row = (value.tag_name, number, stamp, str(value.quality))
+        refusal = _too_long(row, checked)
+        if refusal is not None:
+            rejected.append(RowError(index, VALUE_TOO_LARGE, refusal))
+            continue
         rows.append(row)
         positions.append(index)
     return rows, positions
+
+
+def _too_long(row: tuple[object, ...], checked: list[tuple[int, int, TextLimit]]) -> str | None:
+    for position, safe, limit in checked:
+        text = row[position]
+        # Most text is short: only text longer than the column's safe length is measured.
+        if isinstance(text, str) and len(text) > safe:
+            refusal = limit.refusal(text)
+            if refusal is not None:
+                return refusal
+    return None
 
 
 def _spell(number: int | float) -> str:
@@ -362,27 +382,35 @@ class OracleSink:
     def _execute(
         self, conn: Any, layout: TableLayout, rows: list[tuple[object, ...]], positions: list[int]
     ) -> tuple[int, list[RowError]]:
-        """One executemany with batch errors, then commit. Returns the duplicates and the rows the
+        """executemany with batch errors, then one commit. Returns the duplicates and the rows the
         database refused; raises (after rolling back) if a batch error says the database, not the
-        row, is in trouble, so that nothing is committed piecemeal."""
-        cursor = conn.cursor()
-        try:
-            cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
-            cursor.executemany(layout.insert_sql, rows, batcherrors=True)
-            batch_errors = cursor.getbatcherrors()
-        finally:
-            _quietly(cursor.close)
+        row, is in trouble, so that nothing is committed piecemeal.
+
+        One executemany reports at most :data:`MAX_BATCH_ERRORS` batch errors (python-oracledb
+        raises DPY-4029 beyond that), so a larger batch goes in slices of that many rows, all in
+        the one transaction."""
         duplicates = 0
         refused: list[RowError] = []
-        for raw in batch_errors:
-            error = as_error_object(raw)
-            failure = classify_row_error(error)
-            if failure.disposition is Disposition.DUPLICATE:
-                duplicates += 1
-            elif failure.disposition is Disposition.REJECT:
-                refused.append(RowError(positions[error.offset], failure.code, failure.message))
-            else:
-                raise _BatchAborted(failure)
+        cursor = conn.cursor()
+        try:
+            for start in range(0, len(rows), MAX_BATCH_ERRORS):
+                cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
+                cursor.executemany(
+                    layout.insert_sql, rows[start : start + MAX_BATCH_ERRORS], batcherrors=True
+                )
+                for raw in cursor.getbatcherrors():
+                    error = as_error_object(raw)
+                    failure = classify_row_error(error)
+                    if failure.disposition is Disposition.DUPLICATE:
+                        duplicates += 1
+                    elif failure.disposition is Disposition.REJECT:
+                        refused.append(
+                            RowError(positions[start + error.offset], failure.code, failure.message)
+                        )
+                    else:
+                        raise _BatchAborted(failure)
+        finally:
+            _quietly(cursor.close)
         conn.commit()
         return duplicates, refused
 

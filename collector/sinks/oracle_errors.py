@@ -43,6 +43,11 @@ class Disposition(StrEnum):
     PERMANENT = "permanent"
 
 
+MAX_BATCH_ERRORS = 65_535
+"""The most batch errors one ``executemany`` can report: python-oracledb raises DPY-4029 beyond
+that. Retrying the same call fails the same way, so the sink never sends more rows than this in
+one call, and the configuration refuses an Oracle batch size above it."""
+
 DUPLICATE_CODES = frozenset({1})
 """ORA-00001 unique constraint violated: the (tag_name, timestamp) key is stored already."""
 
@@ -163,6 +168,7 @@ PERMANENT_DRIVER_CODES = frozenset(
         "DPY-4018",  # cannot parse connect string
         "DPY-4026",  # file (tnsnames.ora, wallet) not found
         "DPY-4027",  # no configuration directory
+        "DPY-4029",  # more batch errors than one executemany can report (see MAX_BATCH_ERRORS)
         "DPY-6002",  # server certificate DN does not match
         "DPY-6008",  # server certificate could not be verified
     }

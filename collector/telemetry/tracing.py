@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from collector import __version__
 from collector.logs import log_event
+from collector.redaction import redact_dsn
 
 log = logging.getLogger("collector.telemetry")
 
@@ -79,12 +80,13 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> Tracing:
     for _, exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     names = tuple(name for name, _ in exporters)
+    endpoint = next((env[v] for v in ENDPOINT_VARIABLES if env.get(v)), None)
     log_event(
         log,
         logging.INFO,
         "tracing_enabled",
         exporters=",".join(names),
-        endpoint=next((env[v] for v in ENDPOINT_VARIABLES if env.get(v)), None),
+        endpoint=redact_dsn(endpoint) if endpoint else None,  # user:password@ is allowed there
     )
     return Tracing(provider.get_tracer(TRACER_NAME, __version__), provider, names)
 

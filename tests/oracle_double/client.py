@@ -15,6 +15,9 @@ from tests.oracle_double.binding import bind_all
 from tests.oracle_double.errors import WouldHangError, driver_error
 from tests.oracle_double.sql import DICTIONARY
 
+MAX_BATCH_ERRORS = 65_535
+"""python-oracledb (thin) reads at most this many batch errors back from one executemany."""
+
 if TYPE_CHECKING:
     from tests.oracle_double.server import FakeOracle, Session
 
@@ -263,9 +266,13 @@ class FakeCursor:
                 actual_num=len(bound[0]),
             )
         inserted, errors = self._db.insert_rows(session, table, names, bound, batcherrors)
+        self._declared = []
+        if len(errors) > MAX_BATCH_ERRORS:
+            # The server has run every row (the good ones wait in the transaction); the thin
+            # driver cannot read back that many errors and fails the call.
+            raise driver_error(driver_errors.ERR_TOO_MANY_BATCH_ERRORS)
         self.rowcount = inserted
         self._batch_errors = errors
-        self._declared = []
         self._db.after_call(session, "executemany")
 
     def getbatcherrors(self) -> list[Any]:
