@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Protocol
 
 from collector import __version__
-from collector.api import ApiApp, ApiServer, ServiceInfo
+from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
@@ -154,7 +154,13 @@ class CollectorService:
         )
         self.api: ApiServer | None = None
         if config.api.enabled:
-            self.api = ApiServer(ApiApp(self, self.telemetry), config.api.host, config.api.port)
+            self.api = ApiServer(
+                ApiApp(self, self.telemetry),
+                config.api.host,
+                config.api.port,
+                limits=ServerLimits(max_connections=config.api.max_connections),
+                allowed_hosts=config.api.allowed_hosts,
+            )
             self.components.append(self.api)
         self._monitor_stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
