@@ -4,12 +4,14 @@ backup files."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO, cast
 
 import yaml
 
@@ -150,6 +152,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+class RedactingWriter(io.TextIOBase):
+    """A text stream that masks secrets in everything written through it."""
+
+    def __init__(self, stream: TextIO, redact: Redactor) -> None:
+        super().__init__()
+        self._stream = stream
+        self._redact = redact
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._redact(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
 def redactor_for(config: Config) -> Redactor:
     """A redactor that knows every secret of ``config`` and of the trace exporter's settings."""
     return Redactor([*config.secrets(), *otlp_secrets(os.environ)])
@@ -219,7 +239,15 @@ def _replay(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) ->
 
     configure_logging("INFO" if args.verbose else "WARNING", loaded.config.logging.format, redactor=redact)
     _log_warnings(loaded)
-    return replay_command(loaded.config, args.paths, dry_run=args.dry_run, as_json=args.json)
+    # The report quotes the database's errors, which may quote the connect string.
+    return replay_command(
+        loaded.config,
+        args.paths,
+        dry_run=args.dry_run,
+        as_json=args.json,
+        out=cast(TextIO, RedactingWriter(sys.stdout, redact)),
+        err=cast(TextIO, RedactingWriter(sys.stderr, redact)),
+    )
 
 
 def _backups(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:

@@ -33,7 +33,14 @@ from pydantic import (
     model_validator,
 )
 
-from collector.redaction import MASK, dsn_secrets, dsn_target, redact_dsn, split_oracle_credentials
+from collector.redaction import (
+    MASK,
+    DsnTarget,
+    dsn_secrets,
+    dsn_target,
+    redact_dsn,
+    split_oracle_credentials,
+)
 from collector.sinks.base import IDENTIFIER, ColumnSpec, InvalidColumnName
 from collector.sinks.oracle_errors import MAX_BATCH_ERRORS
 
@@ -257,16 +264,15 @@ class PostgresSinkConfig(_NetworkSinkBase):
 
     def target(self) -> str:
         """Where this sink writes, safe to show: ``host:port/dbname``."""
-        if self.dsn:
-            shown = dsn_target(self.dsn)
-            return str(
-                type(shown)(
-                    address=self.host or shown.address,
-                    port=self.port if "port" in self.model_fields_set else shown.port,
-                    namespace=self.dbname or shown.namespace,
-                )
+        # The separately configured keys win over the DSN's, as they do when connecting.
+        shown = dsn_target(self.dsn) if self.dsn else DsnTarget()
+        return str(
+            DsnTarget(
+                address=self.host or shown.address,
+                port=self.port if (self.host or "port" in self.model_fields_set) else shown.port,
+                namespace=self.dbname or shown.namespace,
             )
-        return f"{self.host}:{self.port}/{self.dbname or self.user or ''}".rstrip("/")
+        )
 
 
 SinkConfig = Annotated[SqliteSinkConfig | OracleSinkConfig | PostgresSinkConfig, Field(discriminator="type")]

@@ -331,3 +331,67 @@ def test_the_critical_startup_line_of_the_real_command_carries_no_password(
     assert "Traceback" not in done.stderr
     assert "s3cret-pw" not in done.stdout + done.stderr
     assert "an0ther-secret" not in done.stdout + done.stderr
+
+
+@pytest.mark.usefixtures("clean_environment", "restored_loggers")
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_replay_reports_the_database_error_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    from tests.recovery_support import sample_values, write_backup
+
+    backups = tmp_path / "waiting"
+    backups.mkdir()
+    write_backup(backups, sample_values(20))
+    # The driver refuses the option and quotes the whole connect string, password and all.
+    monkeypatch.setenv("ORACLE_DSN", "127.0.0.1:1/FREEPDB1?wallet_password=s3cret-pw&bogus")
+    monkeypatch.setenv("ORACLE_USER", "collector")
+    monkeypatch.setenv("ORACLE_PASSWORD", "an0ther-secret")
+
+    code = cli.main(["replay", *(["--json"] if as_json else []), str(backups)])
+    out, err = capsys.readouterr()
+    assert code != cli.EXIT_OK
+    assert "DPY-4018" in out + err
+    assert "s3cret-pw" not in out + err and "an0ther-secret" not in out + err
+    if as_json:
+        json.loads(out)
+
+
+@pytest.mark.parametrize(
+    ("variables", "shown"),
+    [
+        ({}, str(Path("data/tags.db").absolute())),
+        (
+            {
+                "COLLECTOR_SINK__TYPE": "postgresql",
+                "COLLECTOR_SINK__DSN": "postgresql://app:s3cret-pw@db:5433/plant",
+            },
+            "db:5433/plant",
+        ),
+        (
+            {
+                "COLLECTOR_SINK__TYPE": "postgresql",
+                "COLLECTOR_SINK__DSN": "user=app password=s3cret-pw dbname=plant",
+                "COLLECTOR_SINK__HOST": "db2",
+            },
+            "db2:5432/plant",
+        ),
+        ({"ORACLE_DSN": "collector/s3cret-pw@db:1521/FREEPDB1"}, "db:1521/FREEPDB1"),
+        (
+            {
+                "ORACLE_HOST": "db",
+                "ORACLE_SERVICE_NAME": "FREEPDB1",
+                "ORACLE_USER": "u",
+                "ORACLE_PASSWORD": "s3cret-pw",
+            },
+            "db:1521/FREEPDB1",
+        ),
+    ],
+    ids=["sqlite", "postgresql-uri", "postgresql-keys-over-conninfo", "oracle-dsn", "oracle-keys"],
+)
+def test_the_sink_target_for_the_startup_line_and_the_status_api(
+    variables: dict[str, str], shown: str
+) -> None:
+    config = load_config(environ=variables, env_file=None)
+    assert config.sink.target() == shown
+    assert "s3cret-pw" not in config.sink.target()

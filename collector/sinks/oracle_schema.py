@@ -140,6 +140,17 @@ def ddl(table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
     return header + "".join(f"{statement};\n" for statement in ddl_statements(table, columns))
 
 
+IDENTITY_ATTRIBUTES = ("db.namespace", "oracle.db.name", "oracle.db.instance.name", "oracle.db.pdb")
+"""The span attributes :data:`IDENTITY_QUERY` answers, in its column order."""
+
+IDENTITY_QUERY = (
+    "SELECT SYS_CONTEXT('USERENV', 'DB_UNIQUE_NAME'), SYS_CONTEXT('USERENV', 'DB_NAME'), "
+    "SYS_CONTEXT('USERENV', 'INSTANCE_NAME'), SYS_CONTEXT('USERENV', 'CON_NAME') FROM DUAL"
+)
+"""The database's names as the OpenTelemetry Oracle conventions ask for them: ``db.namespace`` is
+DB_UNIQUE_NAME; any session may read its own USERENV context, no privilege needed."""
+
+
 def dictionary_query(target: TableName) -> tuple[str, dict[str, str]]:
     """The data-dictionary query for the table's columns, and its binds. An unqualified table is
     looked up among the connected user's own tables, as an unqualified INSERT resolves it."""
