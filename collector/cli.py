@@ -215,12 +215,15 @@ def _schema(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -
 
 def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     # Imported here so that check-config and schema start fast and need no database driver.
+    from collector.limits import raise_open_file_limit
     from collector.service import CollectorService, StartupError
 
     config = loaded.config
     configure_logging(config.logging.level, config.logging.format, redactor=redact)
     _log_warnings(loaded)
     _private_files(config)
+    # Before anything opens a file: backups must never be refused for want of a descriptor.
+    raise_open_file_limit()
     try:
         service = CollectorService(config)
     except (SinkError, OSError) as exc:
