@@ -18,15 +18,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
 from collector import __version__
-from collector.api import ApiApp, ApiServer, ServiceInfo
+from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
-from collector.config import Config
+from collector.config import Config, SqliteSinkConfig
+from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
@@ -104,9 +106,11 @@ class CollectorService:
         self.buffer = TagBuffer(
             buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
         )
+        self.file_modes = FileModes(config.files.mode)
         self.backup = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.BACKUP,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -114,6 +118,7 @@ class CollectorService:
         self.rejected = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.REJECTED,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -129,6 +134,8 @@ class CollectorService:
             )
         )
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        if sink is None and isinstance(config.sink, SqliteSinkConfig):
+            self._protect_database(config.sink.path)
         self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
@@ -177,11 +184,21 @@ class CollectorService:
         self.backup_contents = ContentsCache()
         self.components: list[Component] = [self.telemetry]
         self.telemetry.watch(
-            self.snapshot, self.inventory, build_info={"version": __version__, "sink": config.sink.type}
+            self.snapshot,
+            self.inventory,
+            build_info={"version": __version__, "sink": config.sink.type},
+            spill_ratio=spill_level / buffer_cfg.max_size if spill_level is not None else None,
+            backup_dirs=self.backup.directories,
         )
         self.api: ApiServer | None = None
         if config.api.enabled:
-            self.api = ApiServer(ApiApp(self, self.telemetry), config.api.host, config.api.port)
+            self.api = ApiServer(
+                ApiApp(self, self.telemetry),
+                config.api.host,
+                config.api.port,
+                limits=ServerLimits(max_connections=config.api.max_connections),
+                allowed_hosts=config.api.allowed_hosts,
+            )
             self.components.append(self.api)
         self._monitor_stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
@@ -194,6 +211,33 @@ class CollectorService:
         self._stopping = False
         self._stop_lock = threading.Lock()
         self.started_at: float | None = None
+
+    def _protect_database(self, path: Path) -> None:
+        """The SQLite file is created owner-only before the sink opens it (SQLite gives its journal
+        files the same mode); one left more open by an earlier version is narrowed, and said so."""
+        try:
+            narrowed_files = private_file(path, self.file_modes)
+        except OSError as exc:
+            # The sink will say what is wrong with the path (an outage if it passes); this only
+            # notes that its mode could not be checked.
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_unchecked",
+                "cannot check the database file's mode",
+                path=str(path),
+                error=exc.strerror or str(exc),
+            )
+            return
+        for narrowed in narrowed_files:
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_narrowed",
+                "the database file was readable by others; narrowed to files.mode",
+                path=str(narrowed),
+                mode=f"{self.file_modes.file:04o}",
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -231,7 +275,9 @@ class CollectorService:
     def _check_sink(self) -> None:
         try:
             self.sink.ping()
+            self.telemetry.listener.sink_answered(True)
         except SinkError as exc:
+            self.telemetry.listener.sink_answered(False)
             if not exc.transient:
                 raise StartupError(f"{self.config.sink.type} sink refused: {exc.describe()}") from exc
             # A database that is down at start is an outage like any other: run, back up, probe.
@@ -362,6 +408,8 @@ class CollectorService:
         circuit = self.writer.circuit.status()
         if circuit.state is CircuitState.OPEN:
             problems.append(f"database unavailable: {circuit.reason}")
+        elif not self.telemetry.listener.sink_contacted:
+            problems.append("the database has not answered yet")
         elif not self.telemetry.listener.sink_ok:
             problems.append("the last write failed; retrying")
         return problems

@@ -274,9 +274,10 @@ def read_header(handle: BinaryIO) -> tuple[SpoolKind, int]:
     fields = tuple(next(csv.reader([text]), []))
     kind = HEADERS.get(fields)
     if kind is None:
-        shown = text if len(text) <= 120 else text[:117] + "..."
+        # What the line holds is not shown: the file may be anything, and this message is printed.
         raise NotABackupFile(
-            f"not a backup file: the first line is {shown!r}, expected {','.join(BACKUP_HEADER)!r}"
+            f"not a backup file: the first line is not {','.join(BACKUP_HEADER)!r}"
+            " (or the rejected files' header)"
         )
     return kind, len(first)
 
@@ -327,3 +328,20 @@ def parse_record(record: Record, kind: SpoolKind) -> Row | Damaged:
     if problem is not None:
         return Damaged(record.line, record.end_line, fields, problem)
     return Row(record.line, TagValue(name, value, stamp, quality), fields)
+
+
+# ---------------------------------------------------------------------- viewing
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may take as the start of a formula (OWASP's list for CSV injection)."""
+
+
+def spreadsheet_safe(field: str) -> str:
+    """``field`` as a spreadsheet shows it as text: one that a spreadsheet could run as a formula
+    gets a leading apostrophe; a number (``-7``, ``-1.5``) stays a number. For viewing only: the
+    files themselves keep every value exactly, since replay needs them back unchanged."""
+    if not field.startswith(FORMULA_STARTS):
+        return field
+    if isinstance(parse_value(field), int | float):
+        return field
+    return "'" + field

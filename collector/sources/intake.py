@@ -96,32 +96,26 @@ class Intake:
                 if name in known and (kind in _PLAIN or (kind is str and len(value) <= _SHORT_TEXT)):  # type: ignore[arg-type]
                     valid.append(_new_tuple(TagValue, (name, value, utc, good)))
                 else:
-                    self._check(name, value, good, stamp=stamp, utc=utc, valid=valid, invalid=invalid)
+                    checked = self._check(name, value, good, stamp, utc)
+                    (valid if type(checked) is TagValue else invalid).append(checked)  # type: ignore[arg-type]
             bad = Quality.BAD.value
             for name in poll.errors:
-                self._check(name, None, bad, stamp=stamp, utc=utc, valid=valid, invalid=invalid)
+                checked = self._check(name, None, bad, stamp, utc)
+                (valid if type(checked) is TagValue else invalid).append(checked)  # type: ignore[arg-type]
         return self._deliver(valid, invalid, polls=1)
 
     def _check(
-        self,
-        name: object,
-        value: object,
-        quality: str,
-        *,
-        stamp: datetime,
-        utc: datetime,
-        valid: list[TagValue],
-        invalid: list[InvalidValue],
-    ) -> None:
+        self, name: object, value: object, quality: str, stamp: datetime, utc: datetime
+    ) -> TagValue | InvalidValue:
+        """The full validation: the value to buffer, or the reading refused with its reason."""
         reason = validation_error(name, value, quality)
         if reason is not None:
-            invalid.append(InvalidValue(name, value, stamp, quality, reason))
-            return
-        valid.append(TagValue(name, value, utc, quality))  # type: ignore[arg-type]
+            return InvalidValue(name, value, stamp, quality, reason)
         known = self._valid_names
         if len(known) >= MAX_KNOWN_NAMES:
             known.clear()  # a source that invents names forever must not grow this without bound
         known.add(name)  # type: ignore[arg-type]
+        return TagValue(name, value, utc, quality)  # type: ignore[arg-type]
 
     def submit_values(self, values: Iterable[TagValue]) -> int:
         """Take ready-made TagValues (for applications that build them themselves)."""

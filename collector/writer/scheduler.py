@@ -15,6 +15,7 @@ what the writers could not.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -96,6 +97,7 @@ class BatchWriter:
             tracer=tracer,
             clock=clock,
         )
+        self._batch_ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._spill_log = RateLimiter(10.0, clock)
@@ -147,9 +149,9 @@ class BatchWriter:
         # Past the deadline: whatever the workers have not taken goes to backup from here, and so
         # does what a stuck spill guard has not.
         while leftover := self._buffer.take(self._buffer.batch_size):
-            self._spooler.save(leftover, "shutdown deadline")
+            self._spooler.save(leftover, "shutdown deadline", batch_id=next(self._batch_ids))
         if spilled := self._buffer.wait_for_spill(0.0):
-            self._spooler.save(spilled, "shutdown deadline")
+            self._spooler.save(spilled, "shutdown deadline", batch_id=next(self._batch_ids))
         self._handler.save_retries("shutdown deadline")
         self._join(self._clock() + grace_s)
         alive = [thread.name for thread in self._threads if thread.is_alive()]
@@ -188,23 +190,24 @@ class BatchWriter:
             stopping = self._shutdown.stopping
             due = self._retries.pop_due(self._clock(), all_due=stopping)
             if isinstance(due, PendingRetry):
-                return partial(self._guarded, due.batch, partial(self._handler.retry, due))
+                return partial(self._guarded, due.batch, due.batch_id, partial(self._handler.retry, due))
             if self.circuit.claim_probe():
                 return self._handler.probe
             waits = [w for w in (due, self.circuit.seconds_to_probe()) if w is not None]
             batch = self._buffer.next_batch(self._flush_interval, min(waits) if waits else None)
             if batch:
-                return partial(self._guarded, batch, partial(self._handler.fresh, batch))
+                batch_id = next(self._batch_ids)
+                return partial(self._guarded, batch, batch_id, partial(self._handler.fresh, batch, batch_id))
             if stopping and self._buffer.closed and not len(self._buffer) and not len(self._retries):
                 return None
 
-    def _guarded(self, batch: list[TagValue], handle: Work) -> None:
+    def _guarded(self, batch: list[TagValue], batch_id: int, handle: Work) -> None:
         """Run a handler; if it fails unexpectedly, the batch it held still goes to backup."""
         try:
             handle()
         except Exception as exc:
-            log.exception("unexpected error handling a batch of %d values", len(batch))
-            self._spooler.save(batch, f"internal error: {type(exc).__name__}")
+            log.exception("unexpected error handling batch %d of %d values", batch_id, len(batch))
+            self._spooler.save(batch, f"internal error: {type(exc).__name__}", batch_id=batch_id)
 
     # ------------------------------------------------------------------ spill guard
 
@@ -228,6 +231,8 @@ class BatchWriter:
                         capacity=stats.capacity,
                         spilled_total=spilled,
                     )
-                self._spooler.save(batch, "buffer spill: writers not keeping up")
+                self._spooler.save(
+                    batch, "buffer spill: writers not keeping up", batch_id=next(self._batch_ids)
+                )
             except Exception:
                 log.exception("spill guard error")

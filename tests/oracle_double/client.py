@@ -94,13 +94,13 @@ class FakePool:
         self._verify_open()
         session = connection._detach()
         # The pool rolls back whatever the connection left uncommitted.
-        session.pending.clear()
+        self.db.rollback_session(session)
         self._give_back(session)
 
     def drop(self, connection: FakeConnection) -> None:
         self._verify_open()
         session = connection._detach()
-        session.pending.clear()
+        self.db.rollback_session(session)
         session.alive = False
         self.dropped += 1
         self._give_back(session)
@@ -177,7 +177,7 @@ class FakeConnection:
 
     def rollback(self) -> None:
         session = self._trip("rollback")
-        session.pending.clear()
+        self._db.rollback_session(session)
 
     def close(self) -> None:
         self._pool.release(self)
@@ -272,7 +272,9 @@ class FakeCursor:
                 expected_num=len(names),
                 actual_num=len(bound[0]),
             )
-        inserted, errors = self._db.insert_rows(session, table, names, bound, batcherrors)
+        inserted, errors = self._db.insert_rows(
+            session, table, names, bound, batcherrors, call_timeout_ms=self.connection._call_timeout_ms
+        )
         self._declared = []
         if len(errors) > MAX_BATCH_ERRORS:
             # The server has run every row (the good ones wait in the transaction); the thin
