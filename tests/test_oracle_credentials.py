@@ -178,84 +178,89 @@ def test_the_guard_stops_below_the_limit_so_the_account_never_locks(
 # ---------------------------------------------------------------------- the service, for an hour
 
 
+class RunningService:
+    """The service over the double with an injected clock, fed one poll (a full batch) at a time."""
+
+    def __init__(self, tmp_path: Path, db: FakeOracle, secret: Path, clock: Clock) -> None:
+        config = Config.model_validate(
+            {
+                "source": {"type": "external"},
+                "writer": {"batch_size": 10, "flush_interval_s": 0.02, "workers": 2, "probe_interval_s": 5},
+                "sink": {"type": "oracle", "dsn": DSN, "user": "app", "password_file": str(secret)},
+                "backup": {"dir": str(tmp_path / "backup")},
+                "api": {"enabled": False},
+            }
+        )
+        assert isinstance(config.sink, OracleSinkConfig)
+        self.max_failed_logins = config.sink.max_failed_logins
+        self.clock = clock
+        self.service = CollectorService(
+            config,
+            sink=build_sink(config.sink, oracle_driver=db, clock=clock),
+            telemetry=Telemetry(process_metrics=False),
+            clock=clock,
+        )
+        self.circuit = self.service.writer.circuit
+        self.polls = 0
+
+    def feed(self) -> None:
+        self.polls += 1
+        stamp = T0 + timedelta(seconds=self.polls)
+        self.service.data_queue.put(PollingData("G", stamp, {f"T{i}": float(i) for i in range(10)}))
+
+    def probe_after(self, seconds: float) -> None:
+        """Move the clock on and wait for the probe that is then due to finish."""
+        before = self.circuit.status().probes
+        self.clock.advance(seconds)
+        self.feed()  # a full batch wakes a worker, which probes once the probe is due
+        # A probe is counted when it starts, and done once the next one is scheduled (or the
+        # circuit closed: no next one).
+        wait_until(
+            lambda: self.circuit.status().probes > before and self.circuit.seconds_to_probe() != 0,
+            what="the next probe",
+        )
+
+    def metric(self, name: str) -> float | None:
+        return self.service.telemetry.registry.get_sample_value(name)
+
+
 @pytest.mark.slow  # seconds: 720 probes, each with a fsynced backup append
 def test_a_wrong_password_for_an_hour_spends_a_handful_of_logins(tmp_path: Path, db: FakeOracle) -> None:
     """The service runs; the DBA changes the password (and the sessions end); the password file is
     not updated for an hour of simulated time; then it is, and writing resumes at once."""
     secret = tmp_path / "oracle_password"
     secret.write_text("app-secret\n")
-    clock = Clock()
-    config = Config.model_validate(
-        {
-            "source": {"type": "external"},
-            "buffer": {"max_size": 10000},
-            "writer": {"batch_size": 10, "flush_interval_s": 0.02, "workers": 2, "probe_interval_s": 5},
-            "sink": {"type": "oracle", "dsn": DSN, "user": "app", "password_file": str(secret)},
-            "backup": {"dir": str(tmp_path / "backup")},
-            "api": {"enabled": False},
-        }
-    )
-    assert isinstance(config.sink, OracleSinkConfig)
-    service = CollectorService(
-        config,
-        sink=build_sink(config.sink, oracle_driver=db, clock=clock),
-        telemetry=Telemetry(process_metrics=False),
-        clock=clock,
-    )
-    service.start()
-    poll = 0
-
-    def feed() -> None:
-        nonlocal poll
-        poll += 1
-        stamp = T0 + timedelta(seconds=poll)
-        service.data_queue.put(PollingData("G", stamp, {f"T{i}": float(i) for i in range(10)}))
-
+    run = RunningService(tmp_path, db, secret, Clock())
+    run.service.start()
     try:
-        feed()
+        run.feed()
         wait_until(lambda: db.count() == 10, what="the first poll in the database")
         logins_before = len(db.logins)
         db.set_password("app", "rotated-by-the-dba")
         db.kill_sessions()
-        feed()
-        wait_until(lambda: service.writer.circuit.is_open, what="the circuit to open on the refusal")
-        status = service.writer.circuit.status()
-        assert status.permanent and "credentials refused" in status.reason
-
-        circuit = service.writer.circuit
-
-        def probed(before: int) -> bool:
-            # Counted when it starts; done once the next one is scheduled.
-            return circuit.status().probes > before and (circuit.seconds_to_probe() or 0) > 0
+        run.feed()
+        wait_until(lambda: run.circuit.is_open, what="the circuit to open on the refusal")
+        assert run.circuit.status().permanent and "credentials refused" in run.circuit.status().reason
 
         for _ in range(3600 // 5):  # an hour of probes, one every 5 s
-            before = circuit.status().probes
-            clock.advance(5)
-            feed()  # a full batch wakes a worker, which probes once the probe is due
-            wait_until(lambda before=before: probed(before), what="the next probe")
+            run.probe_after(5)
         refused = len(db.logins) - logins_before
-        assert refused <= config.sink.max_failed_logins + 1, db.logins  # +1: both workers at the start
+        assert refused <= run.max_failed_logins + 1, db.logins  # +1: both workers at the start
         assert "APP" not in db.locked
-        registry = service.telemetry.registry
-        assert registry.get_sample_value("collector_sink_credentials_refused") == 1
-        assert registry.get_sample_value("collector_sink_login_suspended") == 1
-        assert registry.get_sample_value("collector_sink_failed_logins") == refused
-        assert (
-            "no more login attempts until the password file changes" in service.writer.circuit.status().reason
-        )
+        assert run.metric("collector_sink_credentials_refused") == 1
+        assert run.metric("collector_sink_login_suspended") == 1
+        assert run.metric("collector_sink_failed_logins") == refused
+        assert "no more login attempts until the password file changes" in run.circuit.status().reason
 
         secret.write_text("rotated-by-the-dba\n")  # the operator updates the file
-        clock.advance(5)
-        feed()
-        wait_until(
-            lambda: service.writer.circuit.status().state is CircuitState.CLOSED, what="the circuit to close"
-        )
+        run.probe_after(5)
+        assert run.circuit.status().state is CircuitState.CLOSED
         written = db.count()
-        feed()
+        run.feed()
         wait_until(lambda: db.count() == written + 10, what="writing to resume")
-        assert registry.get_sample_value("collector_sink_credentials_refused") == 0
+        assert run.metric("collector_sink_credentials_refused") == 0
     finally:
-        report = service.stop()
+        report = run.service.stop()
     assert report.snapshot.balanced()
     assert report.snapshot.lost == 0
 
