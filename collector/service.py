@@ -33,6 +33,7 @@ from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
+from collector.sinks.factory import writer_workers
 from collector.sources.intake import Intake, QueueSource
 from collector.sources.invalid import RejectedReadings
 from collector.sources.simulator import Simulator, split_tags
@@ -149,6 +150,10 @@ class CollectorService:
             if listener is not None
             else self.telemetry.listener
         )
+        # Writer threads: as configured, or the number measured best for this database.
+        self.workers = writer_workers(
+            writer_cfg.workers, "workers" in writer_cfg.model_fields_set, config.sink.type
+        )
         self.writer = BatchWriter(
             self.buffer,
             self.sink,
@@ -156,7 +161,7 @@ class CollectorService:
             self.rejected,
             flush_interval_s=writer_cfg.flush_interval_s,
             retry=RetryPolicy.of(writer_cfg.max_retries, writer_cfg.backoff_s),
-            workers=writer_cfg.workers,
+            workers=self.workers,
             probe_interval_s=writer_cfg.probe_interval_s,
             spill=spill_level is not None,
             listener=self.listener,
@@ -276,7 +281,7 @@ class CollectorService:
             rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
             buffer_capacity=self.buffer.capacity,
             batch_size=self.buffer.batch_size,
-            workers=self.config.writer.workers,
+            workers=self.workers,
             api=self.api.url if self.api is not None else None,
         )
 
