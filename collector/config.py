@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 import types
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -262,6 +264,14 @@ class _NetworkSinkBase(_SinkBase):
     connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     call_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     pool_wait_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    login_retry_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    """After the database refuses the credentials, the first login retry waits this long, and each
+    further one twice as long as the last (up to ``login_retry_max_s``)."""
+    login_retry_max_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    max_failed_logins: Annotated[int, Field(ge=0, le=1000)] = 5
+    """Refused logins in a row after which the collector stops trying until the password file
+    changes (or the service restarts): below Oracle's FAILED_LOGIN_ATTEMPTS (10 by default), so
+    the collector never locks its own account. 0 keeps trying every ``login_retry_max_s``."""
 
     @field_validator("password_file")
     @classmethod
@@ -269,6 +279,15 @@ class _NetworkSinkBase(_SinkBase):
         if value is not None:
             read_password_file(value)
         return value
+
+    @model_validator(mode="after")
+    def _login_retry_ordered(self) -> _NetworkSinkBase:
+        if self.login_retry_max_s < self.login_retry_s:
+            raise ValueError(
+                f"login_retry_max_s ({self.login_retry_max_s}) is less than"
+                f" login_retry_s ({self.login_retry_s})"
+            )
+        return self
 
     def secret(self) -> str | None:
         """The password from ``password`` or the first line of ``password_file``."""
@@ -468,10 +487,49 @@ class WalConfig(_Section):
         return self
 
 
+class FilesConfig(_Section):
+    """How the service's data files are protected (docs/security.md)."""
+
+    mode: int = 0o600
+    """Permission bits of the files the service creates (backup and rejected files, the SQLite
+    database); their directories get the same plus search: 0600 -> 0700. Written in octal as a
+    string (``"0640"`` lets a group read); never world-writable, always owner read and write."""
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not re.fullmatch(r"0?o?[0-7]{3,4}", value.strip()):
+                raise ValueError(f"files.mode must be octal permission bits such as '0600', got {value!r}")
+            return int(value.strip().replace("o", ""), 8)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _sensible(cls, value: int) -> int:
+        if not 0 <= value <= 0o777:
+            raise ValueError(f"files.mode must be octal permission bits such as '0600', got {value}")
+        if value & 0o600 != 0o600 or value & 0o002:
+            raise ValueError(
+                f"files.mode {value:04o} must let the owner read and write and must not let everyone write"
+            )
+        return value
+
+    @field_serializer("mode")
+    def _as_octal(self, value: int) -> str:
+        return f"{value:04o}"
+
+
 class ApiConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    max_connections: Annotated[int, Field(ge=4, le=10_000)] = 64
+    """Open API connections at most (lowered at start to fit the open-file limit); at the cap the
+    connection idle longest is closed for a new one."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Names besides loopback addresses and ``localhost`` that a request's Host header may carry
+    while the API is bound to loopback (a guard against DNS rebinding)."""
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
     def loopback_only(self) -> bool:
@@ -518,6 +576,7 @@ class Config(_Section):
     sink: SinkConfig = Field(default_factory=SqliteSinkConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     wal: WalConfig = Field(default_factory=WalConfig)
+    files: FilesConfig = Field(default_factory=FilesConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

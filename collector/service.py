@@ -13,24 +13,28 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
 from collector import __version__
-from collector.api import ApiApp, ApiServer, ServiceInfo
+from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.api.ingest import IngestEndpoint
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
-from collector.config import Config, MqttSourceConfig
+from collector.config import Config, MqttSourceConfig, SqliteSinkConfig
+from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
+from collector.sinks.factory import writer_workers
 from collector.sources.counters import SourceCounters, SourceState
 from collector.sources.intake import Intake, QueueSource
 from collector.sources.invalid import RejectedReadings
@@ -41,6 +45,7 @@ from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.logins import LoginCollector
 from collector.telemetry.sources import SourceLag
 from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
@@ -69,8 +74,20 @@ class ShutdownReport:
     snapshot: Snapshot
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""The interpreter's switch interval while the service runs (Python's default is 5 ms). A writer
+that comes back from the database waits for the GIL until a busy producer thread has run this long,
+several times per batch; under overload a shorter wait roughly doubled the rows/s that reached the
+table (docs/benchmarks.md, "Overload"), and at the specification's load it costs nothing visible."""
+
+
 class CollectorService:
-    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats."""
+    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats.
+
+    ``gil_switch_interval_s`` is set as the interpreter's switch interval from start to stop, if it
+    is shorter than the one in force (``None`` leaves the interpreter alone; an application that
+    embeds the service and tunes the interval itself passes ``None``).
+    """
 
     def __init__(
         self,
@@ -80,8 +97,12 @@ class CollectorService:
         sink: Sink | None = None,
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
+        gil_switch_interval_s: float | None = GIL_SWITCH_INTERVAL_S,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        self._switch_interval = gil_switch_interval_s
+        self._switch_interval_before: float | None = None
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
         # Where the data goes, as an operator must find it: relative paths in the configuration are
         # resolved from the working directory, so the startup line and the status show them whole.
@@ -94,9 +115,11 @@ class CollectorService:
         self.buffer = TagBuffer(
             buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
         )
+        self.file_modes = FileModes(config.files.mode)
         self.backup = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.BACKUP,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -104,6 +127,7 @@ class CollectorService:
         self.rejected = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.REJECTED,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -119,11 +143,22 @@ class CollectorService:
             )
         )
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
-        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
+        if sink is None and isinstance(config.sink, SqliteSinkConfig):
+            self._protect_database(config.sink.path)
+        self.sink = (
+            sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer, clock=clock)
+        )
+        # Refused logins (Oracle and PostgreSQL sinks have a login guard; SQLite has no login).
+        login_status = getattr(self.sink, "login_status", None)
+        self.telemetry.registry.register(LoginCollector(login_status if callable(login_status) else None))
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
             else self.telemetry.listener
+        )
+        # Writer threads: as configured, or the number measured best for this database.
+        self.workers = writer_workers(
+            writer_cfg.workers, "workers" in writer_cfg.model_fields_set, config.sink.type
         )
         self.writer = BatchWriter(
             self.buffer,
@@ -132,11 +167,12 @@ class CollectorService:
             self.rejected,
             flush_interval_s=writer_cfg.flush_interval_s,
             retry=RetryPolicy.of(writer_cfg.max_retries, writer_cfg.backoff_s),
-            workers=writer_cfg.workers,
+            workers=self.workers,
             probe_interval_s=writer_cfg.probe_interval_s,
             spill=spill_level is not None,
             listener=self.listener,
             tracer=self.telemetry.tracer,
+            clock=clock or time.monotonic,
         )
         self.intake = Intake(
             self.buffer,
@@ -147,14 +183,7 @@ class CollectorService:
         self.source = QueueSource(self.data_queue, self.intake)
         self.simulator: Simulator | None = None
         source_cfg = config.source
-        # Network intake (MQTT, POST /api/v1/values): see collector.sources.network.
-        source_lag = SourceLag(self.telemetry.registry)
-        self.mqtt: MqttSource | None = None
-        if isinstance(source_cfg, MqttSourceConfig):
-            self.mqtt = build_mqtt_source(source_cfg, self.intake, source_lag.observe)
-        self.ingest: PayloadIntake | None = None
-        if config.api.enabled and config.api.ingest_enabled():
-            self.ingest = build_http_intake(self.intake, source_lag.observe)
+        self.mqtt, self.ingest = self._network_sources()
         if source_cfg.type == "simulator":
             sizes = (
                 split_tags(source_cfg.tags, source_cfg.groups)
@@ -175,12 +204,20 @@ class CollectorService:
         self.backup_contents = ContentsCache()
         self.components: list[Component] = [self.telemetry]
         self.telemetry.watch(
-            self.snapshot, self.inventory, build_info={"version": __version__, "sink": config.sink.type}
+            self.snapshot,
+            self.inventory,
+            build_info={"version": __version__, "sink": config.sink.type},
+            spill_ratio=spill_level / buffer_cfg.max_size if spill_level is not None else None,
+            backup_dirs=self.backup.directories,
         )
         self.api: ApiServer | None = None
         if config.api.enabled:
             self.api = ApiServer(
-                ApiApp(self, self.telemetry, ingest=self._ingest_endpoint()), config.api.host, config.api.port
+                ApiApp(self, self.telemetry, ingest=self._ingest_endpoint()),
+                config.api.host,
+                config.api.port,
+                limits=ServerLimits(max_connections=config.api.max_connections),
+                allowed_hosts=config.api.allowed_hosts,
             )
             self.components.append(self.api)
         self._monitor_stop = threading.Event()
@@ -195,10 +232,40 @@ class CollectorService:
         self._stop_lock = threading.Lock()
         self.started_at: float | None = None
 
+    def _protect_database(self, path: Path) -> None:
+        """The SQLite file is created owner-only before the sink opens it (SQLite gives its journal
+        files the same mode); one left more open by an earlier version is narrowed, and said so."""
+        try:
+            narrowed_files = private_file(path, self.file_modes)
+        except OSError as exc:
+            # The sink will say what is wrong with the path (an outage if it passes); this only
+            # notes that its mode could not be checked.
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_unchecked",
+                "cannot check the database file's mode",
+                path=str(path),
+                error=exc.strerror or str(exc),
+            )
+            return
+        for narrowed in narrowed_files:
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_narrowed",
+                "the database file was readable by others; narrowed to files.mode",
+                path=str(narrowed),
+                mode=f"{self.file_modes.file:04o}",
+            )
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._check_sink()
+        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
+            self._switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         self.writer.start()
         self.source.start()
         if self.simulator is not None:
@@ -223,14 +290,16 @@ class CollectorService:
             rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
             buffer_capacity=self.buffer.capacity,
             batch_size=self.buffer.batch_size,
-            workers=self.config.writer.workers,
+            workers=self.workers,
             api=self.api.url if self.api is not None else None,
         )
 
     def _check_sink(self) -> None:
         try:
             self.sink.ping()
+            self.telemetry.listener.sink_answered(True)
         except SinkError as exc:
+            self.telemetry.listener.sink_answered(False)
             if not exc.transient:
                 raise StartupError(f"{self.config.sink.type} sink refused: {exc.describe()}") from exc
             # A database that is down at start is an outage like any other: run, back up, probe.
@@ -289,6 +358,8 @@ class CollectorService:
                 balanced=snapshot.balanced(),
             )
             self._stopped = ShutdownReport(pending, snapshot)
+            if self._switch_interval_before is not None:
+                sys.setswitchinterval(self._switch_interval_before)
             return self._stopped
 
     def run(self, duration_s: float | None = None, *, install_signals: bool = True) -> ShutdownReport:
@@ -325,6 +396,18 @@ class CollectorService:
             rejected_files=self.rejected.stats(),
             sources=tuple(counters.stats() for counters in self.source_counters()),
         )
+
+    def _network_sources(self) -> tuple[MqttSource | None, PayloadIntake | None]:
+        """Network intake (MQTT, POST /api/v1/values): see collector.sources.network."""
+        lag = SourceLag(self.telemetry.registry)
+        source_cfg, api = self.config.source, self.config.api
+        mqtt = (
+            build_mqtt_source(source_cfg, self.intake, lag.observe)
+            if isinstance(source_cfg, MqttSourceConfig)
+            else None
+        )
+        ingest = build_http_intake(self.intake, lag.observe) if api.enabled and api.ingest_enabled() else None
+        return mqtt, ingest
 
     def _ingest_endpoint(self) -> IngestEndpoint:
         ingest = self.config.api.ingest
@@ -382,6 +465,8 @@ class CollectorService:
         circuit = self.writer.circuit.status()
         if circuit.state is CircuitState.OPEN:
             problems.append(f"database unavailable: {circuit.reason}")
+        elif not self.telemetry.listener.sink_contacted:
+            problems.append("the database has not answered yet")
         elif not self.telemetry.listener.sink_ok:
             problems.append("the last write failed; retrying")
         return problems

@@ -158,7 +158,9 @@ def test_size_type_and_method_are_checked(service: CollectorService) -> None:
 
 def test_while_shutting_down_values_are_refused_with_503(tmp_path: Path) -> None:
     buffer = TagBuffer(100)
-    intake = PayloadIntake(Intake(buffer, lambda _items: 0), SourceCounters("http", "/"), partial=False)
+    intake = PayloadIntake(
+        Intake(buffer, lambda _items: 0), SourceCounters("http", endpoint="/"), partial=False
+    )
     stopping = {"now": False}
     endpoint = IngestEndpoint(
         intake, token=None, max_body_bytes=4096, refusing=lambda: "shutting down" if stopping["now"] else None

@@ -62,7 +62,7 @@ class Rig:
     ) -> None:
         self.buffer = buffer if buffer is not None else TagBuffer(100_000)
         self.invalid: list[InvalidValue] = []
-        self.counters = SourceCounters("mqtt", "test")
+        self.counters = SourceCounters("mqtt", endpoint="test")
         intake = Intake(self.buffer, self._refused)
         config = {"session_expiry_s": TEST_SESSION_EXPIRY_S, "reconnect_max_s": 2, **settings}
         self.settings = MqttSettings(client_id=client_id, topics=(f"{topic}/#",), **config)

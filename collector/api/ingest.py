@@ -75,7 +75,19 @@ class IngestEndpoint:
             return _error("500 Internal Server Error", "internal error", INGEST_PATH)
 
     def _handle(self, environ: WSGIEnvironment) -> tuple[Response, Headers]:
+        refusal = self._refusal(environ)
+        if refusal is not None:
+            return refusal
+        body, problem = self._read_body(environ)
+        if problem is not None:
+            return problem
+        return self._take(body)
+
+    def _refusal(self, environ: WSGIEnvironment) -> tuple[Response, Headers] | None:
+        """The answer to a request refused before its body is read, in the order a client should
+        learn of it (method, switched off, credentials, shutdown, media type); None to go on."""
         method = environ.get("REQUEST_METHOD", "GET")
+        media = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if method != "POST":
             return _error(
                 "405 Method Not Allowed", "method not allowed", f"{method} {INGEST_PATH}", [("Allow", "POST")]
@@ -95,17 +107,13 @@ class IngestEndpoint:
             return _error(
                 "503 Service Unavailable", "unavailable", refusing, [("Retry-After", RETRY_AFTER_S)]
             )
-        media = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if media != JSON_TYPE:
             return _error(
                 "415 Unsupported Media Type",
                 "unsupported media type",
                 f"send {JSON_TYPE}, got {media or 'none'}",
             )
-        body, problem = self._read_body(environ)
-        if problem is not None:
-            return problem
-        return self._take(body)
+        return None
 
     def _authorized(self, environ: WSGIEnvironment) -> bool:
         assert self._token is not None

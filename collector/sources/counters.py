@@ -65,8 +65,8 @@ class SourceCounters:
     def __init__(
         self,
         kind: str,
-        endpoint: str,
         *,
+        endpoint: str,
         subscriptions: Iterable[str] = (),
         state: SourceState = SourceState.CONNECTING,
         lag_observer: LagObserver | None = None,

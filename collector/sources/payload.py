@@ -190,21 +190,31 @@ def _parse_poll(poll: dict[str, Any], where: str, parsed: Parsed) -> None:
 
 
 def _poll_fault(poll: dict[str, Any], where: str, values: object, errors: object) -> Problem | None:
+    """What makes a poll unreadable as a whole (its timestamp aside), with the key at fault."""
     extra = sorted(set(poll) - _POLL_KEYS)
-    if extra:
-        return Problem(where + _pointer(extra[0]), "unknown key in a poll (group, timestamp, values, errors)")
     group = poll.get("group")
-    if not isinstance(group, str) or not group.strip():
-        return Problem(where + "/group", f"group must be a non-empty string, got {_kind(group)}")
-    if len(group) > MAX_GROUP_LENGTH:
-        return Problem(where + "/group", f"group is {len(group)} characters, the limit is {MAX_GROUP_LENGTH}")
-    if "timestamp" not in poll:
-        return Problem(where + "/timestamp", "missing (RFC 3339 with an offset, e.g. 2026-11-30T10:00:00Z)")
-    if not isinstance(values, list):
-        return Problem(where + "/values", f"must be an array of readings, got {_kind(values)}")
-    if not isinstance(errors, list):
-        return Problem(where + "/errors", f"must be an array of read errors, got {_kind(errors)}")
-    return None
+    length = len(group) if isinstance(group, str) else 0
+    faults = [
+        (_pointer(*extra[:1]), "unknown key in a poll (group, timestamp, values, errors)", bool(extra)),
+        ("/group", f"group must be a non-empty string, got {_kind(group)}", not _named(group)),
+        (
+            "/group",
+            f"group is {length} characters, the limit is {MAX_GROUP_LENGTH}",
+            length > MAX_GROUP_LENGTH,
+        ),
+        (
+            "/timestamp",
+            "missing (RFC 3339 with an offset, e.g. 2026-11-30T10:00:00Z)",
+            "timestamp" not in poll,
+        ),
+        ("/values", f"must be an array of readings, got {_kind(values)}", not isinstance(values, list)),
+        ("/errors", f"must be an array of read errors, got {_kind(errors)}", not isinstance(errors, list)),
+    ]
+    return next((Problem(where + key, reason) for key, reason, faulty in faults if faulty), None)
+
+
+def _named(text: object) -> bool:
+    return isinstance(text, str) and bool(text.strip())
 
 
 def _readable(values: object, errors: object, stamp: object, reason: str) -> tuple[InvalidValue, ...]:
@@ -243,6 +253,7 @@ def _reading(item: object, stamp: datetime, pointer: str, parsed: Parsed, *, err
 
 
 def _reading_fault(item: dict[str, Any], error: bool) -> str | None:
+    """What is wrong with a reading's shape (the model checks the tag name and the value)."""
     keys = _ERROR_KEYS if error else _READING_KEYS
     extra = sorted(set(item) - keys)
     if extra:
@@ -252,15 +263,16 @@ def _reading_fault(item: dict[str, Any], error: bool) -> str | None:
         return "missing tag"
     if error:
         detail = item.get("error")
-        if not isinstance(detail, str):
-            return f"error must be a string (the read error), got {_kind(detail)}"
-        return None
+        return (
+            None
+            if isinstance(detail, str)
+            else f"error must be a string (the read error), got {_kind(detail)}"
+        )
     value = item.get("value")
     if isinstance(value, list | dict):
         return f"value must be a number, string, boolean or null, got {_kind(value)}"
-    if "quality" in item and item["quality"] not in _QUALITIES:
-        return f"quality must be GOOD or BAD, got {item['quality']!r}"
-    return None
+    quality = item.get("quality", Quality.GOOD.value)
+    return None if quality in _QUALITIES else f"quality must be GOOD or BAD, got {quality!r}"
 
 
 def parse_rfc3339(raw: object) -> tuple[datetime | None, str | None]:

@@ -41,11 +41,13 @@ def mqtt_settings(cfg: MqttSourceConfig) -> MqttSettings:
 def build_mqtt_source(cfg: MqttSourceConfig, intake: Intake, lag_observer: LagObserver | None) -> MqttSource:
     settings = mqtt_settings(cfg)
     counters = SourceCounters(
-        "mqtt", settings.endpoint, subscriptions=settings.subscriptions, lag_observer=lag_observer
+        "mqtt", endpoint=settings.endpoint, subscriptions=settings.subscriptions, lag_observer=lag_observer
     )
     return MqttSource(settings, PayloadIntake(intake, counters, partial=True))
 
 
 def build_http_intake(intake: Intake, lag_observer: LagObserver | None) -> PayloadIntake:
-    counters = SourceCounters("http", INGEST_PATH, state=SourceState.LISTENING, lag_observer=lag_observer)
+    counters = SourceCounters(
+        "http", endpoint=INGEST_PATH, state=SourceState.LISTENING, lag_observer=lag_observer
+    )
     return PayloadIntake(intake, counters, partial=False)
