@@ -19,6 +19,18 @@ from collector.model import TagValue
 DEFAULT_CAPACITY = 10_000
 
 
+class Batch(list[TagValue]):
+    """Values taken from the buffer together, and the position of the first: values are numbered
+    in the order they entered the buffer, from 0, and a take is always a contiguous run of them.
+    The write-ahead log releases values by these positions once their fate is final."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, values: Iterable[TagValue] = (), position: int = 0) -> None:
+        super().__init__(values)
+        self.position = position
+
+
 class BufferClosedError(RuntimeError):
     """A value was offered after shutdown began; it was not taken, so the caller still owns it."""
 
@@ -66,6 +78,7 @@ class TagBuffer:
         batch_size: int = 500,
         spill_level: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_overflow: Callable[[int, int], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -79,6 +92,8 @@ class TagBuffer:
         # A level nobody can reach keeps the producer's check a single comparison.
         self._spill_level = spill_level if spill_level is not None else capacity + 1
         self._clock = clock
+        # Told (position of the first, count) for values overwritten by overflow, outside the lock.
+        self._on_overflow = on_overflow
         self._lock = threading.Lock()
         self._batch_ready = threading.Condition(self._lock)
         self._spill_needed = threading.Condition(self._lock)
@@ -111,12 +126,14 @@ class TagBuffer:
 
     def put(self, item: TagValue) -> None:
         """Add one value; if the ring is full the oldest value is discarded and counted."""
+        dropped = -1
         with self._lock:
             if self._closed:
                 raise BufferClosedError("buffer is closed")
             items = self._items
             size = len(items)
             if size == self._capacity:
+                dropped = self._removed + self._overflow
                 self._overflow += 1
             else:
                 if size == 0:
@@ -128,6 +145,8 @@ class TagBuffer:
                 self._high_water = size
             if size >= self._wake_level:
                 self._wake_locked(size)
+        if dropped >= 0 and self._on_overflow is not None:
+            self._on_overflow(dropped, 1)
 
     def put_many(self, batch: Iterable[TagValue]) -> int:
         """Add many values under one lock acquisition (a whole poll at once). Returns the count."""
@@ -141,6 +160,7 @@ class TagBuffer:
             items = self._items
             before = len(items)
             excess = before + count - self._capacity
+            front = self._removed + self._overflow
             if excess > 0:
                 self._overflow += excess
             if before == 0 or excess >= before:
@@ -149,6 +169,8 @@ class TagBuffer:
             items.extend(values)
             self._inserted += count
             self._after_put(len(items))
+        if excess > 0 and self._on_overflow is not None:
+            self._on_overflow(front, excess)
         return count
 
     def _after_put(self, size: int) -> None:
@@ -164,24 +186,25 @@ class TagBuffer:
         if size >= self._spill_level and self._spill_waiters:
             self._spill_needed.notify()
 
-    def take(self, max_items: int) -> list[TagValue]:
+    def take(self, max_items: int) -> Batch:
         """Remove and return up to ``max_items`` of the oldest values, without waiting."""
         with self._lock:
             return self._take_locked(max_items)
 
-    def _take_locked(self, max_items: int) -> list[TagValue]:
+    def _take_locked(self, max_items: int) -> Batch:
         items = self._items
         count = min(max_items, len(items))
+        position = self._removed + self._overflow
         if count == 0:
-            return []
+            return Batch((), position)
         popleft = items.popleft
-        taken = [popleft() for _ in range(count)]
+        taken = Batch([popleft() for _ in range(count)], position)
         self._removed += count
         if not items:
             self._oldest_since = 0.0
         return taken
 
-    def next_batch(self, flush_interval_s: float, timeout_s: float | None = None) -> list[TagValue]:
+    def next_batch(self, flush_interval_s: float, timeout_s: float | None = None) -> Batch:
         """Wait until a batch is due (:func:`flush_due`) and take it; ``[]`` after ``timeout_s``.
 
         Returns at once with what is left when the buffer is closed, and ``[]`` when it is closed
@@ -197,11 +220,11 @@ class TagBuffer:
                 if flush_due(size, self._batch_size, age, flush_interval_s, self._closed):
                     return self._take_locked(self._batch_size)
                 if self._closed:
-                    return []
+                    return Batch()
                 wait = flush_interval_s - age if size else flush_interval_s
                 if deadline is not None:
                     if now >= deadline:
-                        return []
+                        return Batch()
                     wait = min(wait, deadline - now)
                 self._batch_waiters += 1
                 try:
@@ -209,7 +232,7 @@ class TagBuffer:
                 finally:
                     self._batch_waiters -= 1
 
-    def wait_for_spill(self, timeout_s: float) -> list[TagValue]:
+    def wait_for_spill(self, timeout_s: float) -> Batch:
         """Wait until the buffer reaches the spill level; then take the oldest values, enough to bring
         it one batch below that level.
 
@@ -226,7 +249,7 @@ class TagBuffer:
                     self._spill_waiters -= 1
             size = len(self._items)
             if self._closed or size < self._spill_level:
-                return []
+                return Batch()
             return self._take_locked(size - self._spill_level + self._batch_size)
 
     def close(self) -> None:
