@@ -9,6 +9,7 @@ Names (a contract with the dashboard, the alert rules and docs/metrics.md):
 - ``collector_wal_values_total{outcome="logged"|"unlogged"|"recovered"}``;
 - ``collector_wal_quarantined_ranges_total``, ``collector_wal_quarantined_values_total``,
   ``collector_wal_torn_bytes_total``, ``collector_wal_write_failures_total``;
+- ``collector_wal_quarantine_files``: files in ``quarantine/`` waiting for an operator;
 - ``collector_wal_fsync_duration_seconds`` (histogram).
 """
 
@@ -71,6 +72,11 @@ def wal_metrics(stats: WalStats | None) -> Iterable[Metric]:
         "Unfinished values in damaged ranges (lost from the log).",
         value=stats.quarantined_values,
     )
+    yield GaugeMetricFamily(
+        "collector_wal_quarantine_files",
+        "Files in the log's quarantine/ directory, kept for inspection until an operator deletes them.",
+        value=stats.quarantine_files,
+    )
     yield CounterMetricFamily(
         "collector_wal_torn_bytes", "Bytes of torn tails cut at start.", value=stats.torn_cut_bytes
     )
@@ -111,6 +117,7 @@ def wal_status(stats: WalStats | None) -> dict[str, object]:
         "quarantined_ranges": stats.quarantined_ranges,
         "quarantined_values": stats.quarantined_values,
         "torn_bytes": stats.torn_cut_bytes,
+        "quarantine_files": stats.quarantine_files,
         "write_failures": stats.write_failures,
         "fsyncs": count,
         "fsync_avg_ms": round(stats.fsync_seconds_sum / count * 1000, 3) if count else None,
