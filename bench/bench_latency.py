@@ -14,7 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,10 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PostgresScratchTable, machine, sink_section
 from collector.config import Config
-from collector.model import TagValue
 from collector.service import CollectorService
-from collector.sinks.base import SinkError, WriteResult
-from collector.writer import WriterListener
+from collector.writer import BatchAttempt, WriterListener
 
 
 class LatencyRecorder(WriterListener):
@@ -36,21 +33,14 @@ class LatencyRecorder(WriterListener):
         self.durations: list[float] = []
         self._lock = threading.Lock()
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None:
-        if result is None:
+    def batch_attempted(self, event: BatchAttempt) -> None:
+        if not event.ok:
             return
         now = datetime.now(UTC)
-        ages = [(now - value.timestamp).total_seconds() for value in batch]
+        ages = [(now - value.timestamp).total_seconds() for value in event.batch]
         with self._lock:
             self.latencies.extend(ages)
-            self.durations.append(duration_s)
+            self.durations.append(event.duration_s)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

@@ -22,11 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PG_DSN, PostgresScratchTable, machine, plain_sqlite, polls
-from collector.backup import REJECTED_HEADER, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.model import TagValue
 from collector.sinks.base import Sink
 from collector.sinks.sqlite import SqliteSink
+from collector.spool_format import SpoolKind
 from collector.writer import BatchWriter
 
 BATCH = 500
@@ -78,7 +79,7 @@ def pipeline(
         buffer,
         sink,
         CsvSpool(directory / "backup"),
-        CsvSpool(directory / "backup", prefix="rejected", header=REJECTED_HEADER),
+        CsvSpool(directory / "backup", kind=SpoolKind.REJECTED),
         flush_interval_s=0.5,
         workers=workers,
         spill=False,

@@ -25,12 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, plain_sqlite
-from collector.backup import CsvSpool, backup_rows
+from collector.backup import CsvSpool
 from collector.inventory import ContentsCache
 from collector.model import TagValue
 from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
+from collector.spool_format import backup_rows
 
 BATCH = 500
 PLANT_RATE = 3491.0

@@ -1,11 +1,12 @@
 """Backup and rejected CSV files: where values go when the database cannot take them.
 
-A :class:`CsvSpool` appends batches of rows to ``<prefix>_YYYYMMDD_HHMMSS.csv`` (UTC) in its
-directory. Each append is written, flushed and fsynced before it returns, so a row counts as backed
-up only once it is on disk; a failed append is cut back off the file, so a crash or a full disk
-never leaves half a batch that looks whole. If the directory cannot be written (disk full,
-permission denied) the spool says so and tries the fallback directory; if that fails too the append
-raises :class:`SpoolError` and the caller counts the rows as lost.
+A :class:`CsvSpool` appends batches of rows to ``<kind>_YYYYMMDD_HHMMSS.csv`` (UTC) in its
+directory, in the format :mod:`collector.spool_format` defines. Each append is written, flushed and
+fsynced before it returns, so a row counts as backed up only once it is on disk; a failed append is
+cut back off the file, so a crash or a full disk never leaves half a batch that looks whole. If the
+directory cannot be written (disk full, permission denied) the spool says so and tries the fallback
+directory; if that fails too the append raises :class:`SpoolError` and the caller counts the rows as
+lost.
 
 The file being appended to is held under an exclusive ``flock``, so a replay running beside the
 service can tell a file still in use from a finished one.
@@ -14,29 +15,33 @@ service can tell a file still in use from a finished one.
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import fcntl
-import io
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from opentelemetry import trace
+
 from collector.logs import log_event
-from collector.model import InvalidValue, TagValue, format_timestamp
+from collector.spool_format import (
+    BACKUP_PREFIX,
+    REJECTED_PREFIX,
+    SpoolKind,
+    encode_rows,
+    file_name,
+)
+
+# The prefixes are re-exported for the modules that name the files by them.
+__all__ = ["BACKUP_PREFIX", "REJECTED_PREFIX", "CsvSpool", "SpoolError", "SpoolStats", "traced_append"]
 
 log = logging.getLogger("collector.backup")
-
-BACKUP_PREFIX = "backup"
-REJECTED_PREFIX = "rejected"
-BACKUP_HEADER = ("tag_name", "tag_value", "timestamp", "quality", "insertion_attempt_time")
-REJECTED_HEADER = (*BACKUP_HEADER, "error_code", "reason")
 
 PRIMARY_RETRY_AFTER_S = 30.0
 """After the primary directory failed, the fallback is used for this long before trying it again."""
@@ -44,63 +49,6 @@ PRIMARY_RETRY_AFTER_S = 30.0
 
 class SpoolError(OSError):
     """No directory could take the rows; they are lost and the caller must count them."""
-
-
-def format_value(value: object) -> str:
-    """The CSV spelling of a tag value: empty for none, 1/0 for booleans, the exact repr of a float."""
-    if value is None:
-        return ""
-    if value is True:
-        return "1"
-    if value is False:
-        return "0"
-    if type(value) is float:
-        return repr(value)
-    return str(value)
-
-
-def backup_rows(batch: Iterable[TagValue], attempt_time: datetime) -> list[tuple[str, ...]]:
-    attempt = format_timestamp(attempt_time)
-    return [
-        (value.tag_name, format_value(value.value), format_timestamp(value.timestamp), value.quality, attempt)
-        for value in batch
-    ]
-
-
-def rejected_rows(
-    items: Iterable[tuple[TagValue, str, str]], attempt_time: datetime
-) -> list[tuple[str, ...]]:
-    """Rows for the rejected CSV from (value, error_code, reason) triples."""
-    attempt = format_timestamp(attempt_time)
-    return [
-        (
-            value.tag_name,
-            format_value(value.value),
-            format_timestamp(value.timestamp),
-            value.quality,
-            attempt,
-            code,
-            reason,
-        )
-        for value, code, reason in items
-    ]
-
-
-def invalid_rows(items: Iterable[InvalidValue], attempt_time: datetime) -> list[tuple[str, ...]]:
-    """Rows for the rejected CSV from readings that failed validation at intake; whatever was given
-    is written in a readable form, since it may not be a string or a datetime at all."""
-    attempt = format_timestamp(attempt_time)
-    rows: list[tuple[str, ...]] = []
-    for item in items:
-        stamp = item.timestamp
-        stamp_text = format_timestamp(stamp) if isinstance(stamp, datetime) else repr(stamp)
-        name = item.tag_name if isinstance(item.tag_name, str) else repr(item.tag_name)
-        value = item.value
-        value_text = (
-            format_value(value) if value is None or type(value) in (int, float, str, bool) else repr(value)
-        )
-        rows.append((name, value_text, stamp_text, str(item.quality), attempt, "INVALID", item.reason))
-    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +70,7 @@ class CsvSpool:
         self,
         directory: Path | str,
         *,
-        prefix: str = BACKUP_PREFIX,
-        header: Sequence[str] = BACKUP_HEADER,
+        kind: SpoolKind = SpoolKind.BACKUP,
         fallback_dir: Path | str | None = None,
         max_file_bytes: int = 64 * 1024 * 1024,
         idle_close_s: float = 30.0,
@@ -131,8 +78,7 @@ class CsvSpool:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dirs = [Path(directory)] + ([Path(fallback_dir)] if fallback_dir is not None else [])
-        self._prefix = prefix
-        self._header = tuple(header)
+        self._kind = kind
         self._max_bytes = max_file_bytes
         self._idle_close_s = idle_close_s
         self._wall_clock = wall_clock
@@ -153,14 +99,14 @@ class CsvSpool:
         return list(self._dirs)
 
     @property
-    def prefix(self) -> str:
-        return self._prefix
+    def kind(self) -> SpoolKind:
+        return self._kind
 
     def append(self, rows: Sequence[Sequence[str]]) -> Path:
         """Write ``rows`` durably; return the file they are in. Raises :class:`SpoolError`."""
         if not rows:
             raise ValueError("nothing to append")
-        payload = _encode(rows).encode("utf-8")
+        payload = encode_rows(rows)
         with self._lock:
             errors: list[str] = []
             for index in self._directory_order():
@@ -177,7 +123,7 @@ class CsvSpool:
                         log,
                         logging.ERROR,
                         "backup_write_failed",
-                        f"cannot write {self._prefix} file in {self._dirs[index]}",
+                        f"cannot write {self._kind.value} file in {self._dirs[index]}",
                         directory=str(self._dirs[index]),
                         error=reason,
                         errno=errno.errorcode.get(exc.errno or 0, exc.errno),
@@ -214,10 +160,9 @@ class CsvSpool:
     def _open_locked(self, index: int) -> None:
         directory = self._dirs[index]
         directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.fromtimestamp(self._wall_clock(), UTC).strftime("%Y%m%d_%H%M%S")
-        base = f"{self._prefix}_{stamp}"
+        created = datetime.fromtimestamp(self._wall_clock(), UTC)
         for suffix in range(10_000):
-            path = directory / (f"{base}.csv" if suffix == 0 else f"{base}_{suffix}.csv")
+            path = directory / file_name(self._kind, created, suffix)
             try:
                 # Unbuffered bytes: a write that fails part-way leaves nothing in a buffer that a
                 # later flush could put back after the file has been cut to its last whole row.
@@ -226,10 +171,11 @@ class CsvSpool:
                 continue
             break
         else:
+            base = file_name(self._kind, created).removesuffix(".csv")
             raise OSError(errno.EEXIST, f"too many {base} files in {directory}")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _write_durably(handle, _encode([self._header]).encode("utf-8"))
+            _write_durably(handle, encode_rows([self._kind.header]))
         except OSError:
             with contextlib.suppress(OSError):
                 handle.close()
@@ -239,9 +185,9 @@ class CsvSpool:
         self._files_created += 1
         log_event(
             log,
-            logging.WARNING if self._prefix == BACKUP_PREFIX else logging.INFO,
-            f"{self._prefix}_file_created",
-            f"created {self._prefix} file {path}",
+            logging.WARNING if self._kind is SpoolKind.BACKUP else logging.INFO,
+            f"{self._kind.value}_file_created",
+            f"created {self._kind.value} file {path}",
             path=str(path),
             fallback=index > 0,
         )
@@ -301,9 +247,27 @@ def _write_durably(handle: BinaryIO, payload: bytes) -> None:
         raise
 
 
-def _encode(rows: Sequence[Sequence[str]]) -> str:
-    out = io.StringIO()
-    # The csv module quotes commas, quotes and newlines in tag names and text values; "\n" line ends
-    # keep the files the same on every platform.
-    csv.writer(out, lineterminator="\n").writerows(rows)
-    return out.getvalue()
+def traced_append(
+    tracer: trace.Tracer, spool: CsvSpool, rows: Sequence[Sequence[str]], *, reason: str
+) -> Path:
+    """:meth:`CsvSpool.append` inside a ``collector.<kind>.write`` span (a child of whatever span is
+    current, so a backup write after a failed attempt shows under that attempt). Raises
+    :class:`SpoolError`, recorded on the span."""
+    with tracer.start_as_current_span(
+        f"collector.{spool.kind.value}.write",
+        attributes={
+            "collector.spool.kind": spool.kind.value,
+            "collector.rows": len(rows),
+            "collector.reason": reason,
+        },
+        record_exception=False,
+    ) as span:
+        try:
+            path = spool.append(rows)
+        except SpoolError as exc:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            raise
+        span.set_attribute("collector.spool.file", str(path))
+        return path

@@ -12,19 +12,21 @@ service refreshes its cache on its monitor thread and the status API reads it wi
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.model import parse_timestamp
-
-FILE_PATTERN = re.compile(rf"^(?P<kind>{BACKUP_PREFIX}|{REJECTED_PREFIX})_\d{{8}}_\d{{6}}(?:_\d+)?\.csv$")
-
-_TIMESTAMP_FIELD = 2
+from collector.spool_format import (
+    TIMESTAMP_FIELD,
+    NotABackupFile,
+    SpoolKind,
+    kind_of,
+    read_header,
+    records,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +44,7 @@ class FileContents:
 @dataclass(frozen=True, slots=True)
 class SpoolFile:
     path: Path
-    kind: str
-    """``backup`` or ``rejected``."""
+    kind: SpoolKind
     bytes: int
     modified: float
     contents: FileContents | None = None
@@ -54,38 +55,38 @@ class SpoolFile:
 class Inventory:
     files: tuple[SpoolFile, ...]
 
-    def of_kind(self, kind: str) -> list[SpoolFile]:
+    def of_kind(self, kind: SpoolKind) -> list[SpoolFile]:
         return [f for f in self.files if f.kind == kind]
 
     @property
     def backup_files(self) -> int:
-        return len(self.of_kind(BACKUP_PREFIX))
+        return len(self.of_kind(SpoolKind.BACKUP))
 
     @property
     def backup_bytes(self) -> int:
-        return sum(f.bytes for f in self.of_kind(BACKUP_PREFIX))
+        return sum(f.bytes for f in self.of_kind(SpoolKind.BACKUP))
 
     @property
     def rejected_files(self) -> int:
-        return len(self.of_kind(REJECTED_PREFIX))
+        return len(self.of_kind(SpoolKind.REJECTED))
 
     @property
     def rejected_bytes(self) -> int:
-        return sum(f.bytes for f in self.of_kind(REJECTED_PREFIX))
+        return sum(f.bytes for f in self.of_kind(SpoolKind.REJECTED))
 
-    def rows(self, kind: str) -> int:
+    def rows(self, kind: SpoolKind) -> int:
         """Rows in the files of ``kind`` (0 for files scanned without a cache)."""
         return sum(f.contents.rows for f in self.of_kind(kind) if f.contents is not None)
 
     @property
     def backup_rows(self) -> int:
-        return self.rows(BACKUP_PREFIX)
+        return self.rows(SpoolKind.BACKUP)
 
     @property
     def rejected_rows(self) -> int:
-        return self.rows(REJECTED_PREFIX)
+        return self.rows(SpoolKind.REJECTED)
 
-    def time_range(self, kind: str) -> tuple[datetime | None, datetime | None]:
+    def time_range(self, kind: SpoolKind) -> tuple[datetime | None, datetime | None]:
         """The earliest and latest collection time of the rows in the files of ``kind``."""
         firsts = [f.contents.first for f in self.of_kind(kind) if f.contents and f.contents.first]
         lasts = [f.contents.last for f in self.of_kind(kind) if f.contents and f.contents.last]
@@ -107,14 +108,14 @@ def scan(
         except OSError:
             continue
         for path in entries:
-            match = FILE_PATTERN.match(path.name)
-            if not match:
+            kind = kind_of(path.name)
+            if kind is None:
                 continue
             try:
                 info = path.stat()
             except OSError:
                 continue
-            found.append(SpoolFile(path, match["kind"], info.st_size, info.st_mtime))
+            found.append(SpoolFile(path, kind, info.st_size, info.st_mtime))
     found.sort(key=lambda f: (f.modified, f.path.name))
     if contents is not None:
         if refresh:
@@ -181,9 +182,6 @@ class ContentsCache:
 
 
 def _read(path: Path, identity: tuple[int, int, int, int], since: _Reading | None) -> _Reading:
-    # Imported here: the reader lives with the replay code, and most callers of scan() never need it.
-    from collector.recovery.reader import NotABackupFile, read_header, records
-
     try:
         with open(path, "rb") as handle:
             if since is not None:
@@ -200,10 +198,10 @@ def _read(path: Path, identity: tuple[int, int, int, int], since: _Reading | Non
             for record in records(handle, offset=offset, line=line, complete_only=True):
                 rows += 1
                 offset, line = record.end_offset, record.end_line
-                if len(record.fields) <= _TIMESTAMP_FIELD:
+                if len(record.fields) <= TIMESTAMP_FIELD:
                     continue
                 try:
-                    stamp = parse_timestamp(record.fields[_TIMESTAMP_FIELD])
+                    stamp = parse_timestamp(record.fields[TIMESTAMP_FIELD])
                 except ValueError:
                     continue
                 if first is None or stamp < first:

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from collector import __version__
 from collector.api import ApiApp, ApiServer, ServiceInfo
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import Config
@@ -31,7 +31,9 @@ from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
 from collector.sources.intake import Intake, QueueSource
+from collector.sources.invalid import RejectedReadings
 from collector.sources.simulator import Simulator, split_tags
+from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
 from collector.writer import BatchWriter, WriterListener
@@ -82,15 +84,14 @@ class CollectorService:
         )
         self.backup = CsvSpool(
             backup_cfg.dir,
-            prefix=BACKUP_PREFIX,
+            kind=SpoolKind.BACKUP,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
         self.rejected = CsvSpool(
             backup_cfg.dir,
-            prefix=REJECTED_PREFIX,
-            header=REJECTED_HEADER,
+            kind=SpoolKind.REJECTED,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -117,7 +118,9 @@ class CollectorService:
             tracer=self.telemetry.tracer,
         )
         self.intake = Intake(
-            self.buffer, self.writer.reject_invalid, naive_is_utc=config.source.naive_timestamps == "utc"
+            self.buffer,
+            RejectedReadings(self.rejected, tracer=self.telemetry.tracer),
+            naive_is_utc=config.source.naive_timestamps == "utc",
         )
         self.data_queue: queue.Queue[object] = data_queue if data_queue is not None else queue.Queue()
         self.source = QueueSource(self.data_queue, self.intake)

@@ -5,6 +5,11 @@
 ``accepted`` counts every reading handed to the service, valid or not; ``rejected`` includes
 readings refused at intake; ``lost`` counts values that no backup directory could take (it is zero
 unless the disks fail). The metrics and the status API are built from this snapshot.
+
+The writer's figures come from one snapshot taken under its lock (see
+:mod:`collector.writer.ledger`). Readings refused at intake are counted by intake: they appear on
+both sides of the identity (in ``accepted`` and in ``rejected`` or ``lost``), so reading them apart
+from the writer's snapshot keeps the identity exact.
 """
 
 from __future__ import annotations
@@ -28,15 +33,15 @@ class Snapshot:
     @property
     def accepted(self) -> int:
         w = self.writer
-        return w.buffer_inserted + w.invalid_rejected + w.invalid_lost
+        return w.buffer_inserted + self.intake.rejected + self.intake.lost
 
     @property
     def rejected(self) -> int:
-        return self.writer.rejected + self.writer.invalid_rejected
+        return self.writer.rejected + self.intake.rejected
 
     @property
     def lost(self) -> int:
-        return self.writer.lost + self.writer.invalid_lost
+        return self.writer.lost + self.intake.lost
 
     def terms(self) -> dict[str, int]:
         """The right-hand side of the identity, term by term."""

@@ -3,6 +3,7 @@
 import os
 
 from tests.pg import pg_conn, pg_table, postgres_server  # noqa: F401 - fixtures
+from tests.writer_rig import writer_rigs  # noqa: F401 - fixture
 
 # A service built from the environment in a test (or a `collector run` it starts) listens on a free
 # port, never on the default 9108 that a running collector or another test run may hold. Tests that

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.backup import BACKUP_HEADER, REJECTED_HEADER
 from collector.model import parse_timestamp
 from collector.sources.simulator import LEDGER_HEADER
+from collector.spool_format import BACKUP_HEADER, REJECTED_HEADER
 
 Key = tuple[str, datetime]
 

@@ -10,9 +10,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.backup import CsvSpool, backup_rows
+from collector.backup import CsvSpool
 from collector.model import TagValue, parse_timestamp
 from collector.sinks.base import Sink, TransientSinkError, WriteResult
+from collector.spool_format import backup_rows, format_value
 from tests.evidence import read_ledger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +83,6 @@ def ledger_rows(paths: Iterable[Path]) -> dict[Key, tuple[str, str]]:
 
 def expected_rows(values: Iterable[TagValue]) -> dict[Key, tuple[str, str]]:
     """Values as a ledger would list them."""
-    from collector.backup import format_value
-
     return {(v.tag_name, v.timestamp): (format_value(v.value), v.quality) for v in values}
 
 

@@ -14,15 +14,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool, SpoolStats
-from collector.buffer import TagBuffer
+from collector.backup import SpoolStats
 from collector.circuit import CircuitState, CircuitStatus
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import RowError, SinkError, WriteResult
 from collector.sources.intake import IntakeStats
 from collector.stats import Snapshot
-from collector.writer import BatchWriter, WriterListener, WriterStats
+from collector.writer import BatchAttempt, Destination, WriterListener, WriterStats
+from tests.writer_rig import WriterRig
 
 
 class ScriptedSink:
@@ -68,19 +68,12 @@ class RecordingListener(WriterListener):
     circuits: list[CircuitStatus] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None:
+    def batch_attempted(self, event: BatchAttempt) -> None:
         with self.changed:
-            self.attempts.append((attempt, result is not None))
+            self.attempts.append((event.attempt, event.ok))
             self.changed.notify_all()
 
-    def batch_saved(self, size: int, destination: str, reason: str) -> None:
+    def batch_saved(self, size: int, destination: Destination, reason: str) -> None:
         with self.changed:
             self.saved.append((size, destination))
             self.changed.notify_all()
@@ -110,19 +103,6 @@ def values(count: int, *, start: datetime | None = None, prefix: str = "T") -> l
     return [TagValue(f"{prefix}{i:04d}", float(i), base + timedelta(microseconds=i)) for i in range(count)]
 
 
-@dataclass
-class Rig:
-    buffer: TagBuffer
-    writer: BatchWriter
-    backup: CsvSpool
-    rejected: CsvSpool
-
-    def snapshot(self) -> Snapshot:
-        stats = self.writer.stats()
-        intake = IntakeStats(0, stats.buffer_inserted, stats.buffer_inserted, 0)
-        return Snapshot(stats, intake, self.backup.stats(), self.rejected.stats())
-
-
 def make_writer(
     tmp_path: Path,
     sink: ScriptedSink,
@@ -131,24 +111,20 @@ def make_writer(
     tracer: trace.Tracer | None = None,
     retries: int = 2,
     batch_size: int = 10,
-) -> Rig:
-    buffer = TagBuffer(1000, batch_size=batch_size)
-    backup = CsvSpool(tmp_path / "backup", prefix=BACKUP_PREFIX)
-    rejected = CsvSpool(tmp_path / "backup", prefix=REJECTED_PREFIX, header=REJECTED_HEADER)
-    writer = BatchWriter(
-        buffer,
+) -> WriterRig:
+    """The telemetry tests' writer: one worker, retries at once, no probe during a test."""
+    return WriterRig(
+        tmp_path,
         sink,
-        backup,
-        rejected,
+        capacity=1000,
+        batch_size=batch_size,
+        workers=1,
         flush_interval_s=0.05,
         retry=RetryPolicy.of(retries, [0.0]),
-        workers=1,
         probe_interval_s=60.0,
-        spill=False,
         listener=listener,
         tracer=tracer,
     )
-    return Rig(buffer, writer, backup, rejected)
 
 
 def free_port() -> int:
@@ -175,8 +151,6 @@ def writer_stats(**overrides: object) -> WriterStats:
         "in_flight": 0,
         "retry_pending": 0,
         "spilled": 0,
-        "invalid_rejected": 0,
-        "invalid_lost": 0,
         "batches_written": 20,
         "attempts_failed": 0,
         "batches_backed_up": 0,

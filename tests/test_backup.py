@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from collector.backup import (
+from collector.backup import CsvSpool, SpoolError
+from collector.model import InvalidValue, TagValue
+from collector.spool_format import (
     BACKUP_HEADER,
     REJECTED_HEADER,
-    CsvSpool,
-    SpoolError,
+    SpoolKind,
     backup_rows,
     format_value,
     invalid_rows,
     rejected_rows,
 )
-from collector.model import InvalidValue, TagValue
 from tests.fakes import ManualClock
 
 STAMP = datetime(2026, 11, 28, 21, 0, 0, 123456, tzinfo=UTC)
@@ -154,7 +154,7 @@ def test_a_failed_write_is_cut_back_so_no_partial_batch_remains(tmp_path, monkey
 
 
 def test_rejected_and_invalid_rows_carry_the_reason(tmp_path):
-    spool = CsvSpool(tmp_path, prefix="rejected", header=REJECTED_HEADER, wall_clock=lambda: FIXED_WALL)
+    spool = CsvSpool(tmp_path, kind=SpoolKind.REJECTED, wall_clock=lambda: FIXED_WALL)
     spool.append(
         rejected_rows([(TagValue("T", 1e200, STAMP), "ORA-01438", "value larger than precision")], ATTEMPT)
     )

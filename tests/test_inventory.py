@@ -6,8 +6,9 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.backup import REJECTED_HEADER, REJECTED_PREFIX, CsvSpool, backup_rows, rejected_rows
+from collector.backup import CsvSpool
 from collector.inventory import ContentsCache, scan
+from collector.spool_format import SpoolKind, backup_rows, rejected_rows
 from tests.recovery_support import sample_values, write_backup
 
 
@@ -34,7 +35,7 @@ def test_rows_and_time_range_per_file_and_in_total(tmp_path: Path) -> None:
     late = sample_values(45, start=datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
     write_backup(tmp_path, late)
     write_backup(tmp_path, early)
-    rejected = CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER)
+    rejected = CsvSpool(tmp_path, kind=SpoolKind.REJECTED)
     rejected.append(rejected_rows([(v, "2290", "value too large") for v in early[:7]], datetime.now(UTC)))
     rejected.close()
     replayed = tmp_path / "replayed"

@@ -18,6 +18,7 @@ from collector.telemetry import ListenerChain, Telemetry
 from collector.telemetry.listener import TelemetryListener
 from collector.telemetry.metrics import VALUE_OUTCOMES, SnapshotCollector
 from collector.telemetry.tracing import Tracing
+from collector.writer import BatchAttempt
 from tests.telemetry_support import RecordingListener, ScriptedSink, make_writer, memory_tracer, values
 
 
@@ -103,9 +104,9 @@ def test_histograms_observe_each_committed_batch_with_its_trace_as_exemplar() ->
     batch = values(500, start=now - timedelta(seconds=1.5))
     provider, _ = memory_tracer()
     with provider.get_tracer("t").start_as_current_span("attempt") as span:
-        listener.batch_attempted(batch, 1, 0.012, WriteResult(written=500), None)
+        listener.batch_attempted(BatchAttempt(batch, 1, 0.012, WriteResult(written=500), None))
         trace_id = format(span.get_span_context().trace_id, "032x")
-    listener.batch_attempted(batch[:20], 1, 3.0, None, TransientSinkError("x"))
+    listener.batch_attempted(BatchAttempt(batch[:20], 1, 3.0, None, TransientSinkError("x")))
     assert _sample(registry, "collector_batch_size_rows_count") == 1
     assert _sample(registry, "collector_batch_size_rows_bucket", le="500.0") == 1
     assert _sample(registry, "collector_batch_size_rows_bucket", le="250.0") == 0

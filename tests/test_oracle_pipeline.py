@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
-from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import OracleSinkConfig, load_config
 from collector.model import TagValue
@@ -23,9 +21,9 @@ from collector.retry import RetryPolicy
 from collector.service import CollectorService
 from collector.sinks import build_sink
 from collector.sinks.oracle import OracleSink, ddl
-from collector.writer import BatchWriter
 from tests.oracle_double import FakeOracle
 from tests.waiting import wait_until
+from tests.writer_rig import WriterRig
 
 CONFIG = """
 source:  {{type: simulator, groups: 4, tags_per_group: 25, interval_s: 0.1, bad_ratio: 0.05, seed: 7,
@@ -107,25 +105,22 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
 def test_a_missing_table_is_backed_up_and_writing_resumes_once_it_exists(tmp_path: Path) -> None:
     db = FakeOracle()  # no table yet: the operator has not run the DDL
     sink = OracleSink(dsn="localhost:1521/FREEPDB1", user="app", password="app-secret", driver=db)
-    buffer = TagBuffer(1000, batch_size=50)
-    backup = CsvSpool(tmp_path, prefix=BACKUP_PREFIX)
-    writer = BatchWriter(
-        buffer,
+    rig = WriterRig(
+        tmp_path,
         sink,
-        backup,
-        CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER),
-        flush_interval_s=0.02,
+        capacity=1000,
+        batch_size=50,
         retry=RetryPolicy.of(3, [0.02]),
-        workers=2,
         probe_interval_s=0.1,
-        spill=False,
+        backup_dir=tmp_path,
     )
+    writer = rig.writer
     start = datetime(2026, 3, 1, tzinfo=UTC)
     first = [TagValue(f"T{i}", float(i), start) for i in range(120)]
     second = [TagValue(f"T{i}", float(i), start.replace(second=1)) for i in range(120)]
-    writer.start()
+    rig.start()
     try:
-        buffer.put_many(first)
+        rig.buffer.put_many(first)
         wait_until(lambda: writer.stats().backed_up == len(first), 10)
         status = writer.circuit.status()
         assert status.state is CircuitState.OPEN and status.permanent
@@ -133,11 +128,10 @@ def test_a_missing_table_is_backed_up_and_writing_resumes_once_it_exists(tmp_pat
         assert writer.stats().retries == 0  # a permanent error is not retried
         db.execute_ddl(ddl())  # the operator fixes the schema
         wait_until(lambda: not writer.circuit.is_open, 10, what="the probe to find the table")
-        buffer.put_many(second)
+        rig.buffer.put_many(second)
         wait_until(lambda: db.count() == len(second), 10)
     finally:
-        writer.stop(5)
-        backup.close()
+        rig.stop()
         sink.close()
     backed_up = [row for path in tmp_path.glob("backup_*.csv") for row in read_csv(path)]
     assert sorted(row["tag_name"] for row in backed_up) == sorted(v.tag_name for v in first)

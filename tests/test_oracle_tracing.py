@@ -13,14 +13,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from collector.backup import BACKUP_PREFIX, REJECTED_HEADER, REJECTED_PREFIX, CsvSpool
-from collector.buffer import TagBuffer
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import WRITE_ATTEMPT, SinkError, TransientSinkError, WriteResult
 from collector.sinks.oracle import OracleSink, ddl
-from collector.writer import BatchWriter
 from tests.oracle_double import FakeOracle
+from tests.writer_rig import WriterRig
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 SECRET_TEXT = "operator-note-7f3a"
@@ -171,23 +169,15 @@ class _FailingFirst:
 def test_the_span_carries_the_writers_attempt_number(
     sink: OracleSink, exporter: InMemorySpanExporter, tmp_path: Path
 ) -> None:
-    buffer = TagBuffer(100, batch_size=2)
     wrapped = _FailingFirst(sink)
-    writer = BatchWriter(
-        buffer,
-        wrapped,
-        CsvSpool(tmp_path, prefix=BACKUP_PREFIX),
-        CsvSpool(tmp_path, prefix=REJECTED_PREFIX, header=REJECTED_HEADER),
-        flush_interval_s=0.01,
-        retry=RetryPolicy.of(3, [0.01]),
-        workers=1,
-        spill=False,
+    rig = WriterRig(
+        tmp_path, wrapped, batch_size=2, flush_interval_s=0.01, retry=RetryPolicy.of(3, [0.01]), workers=1
     )
-    buffer.put_many([TagValue("A", 1.0, T0), TagValue("B", 2.0, T0)])
-    writer.start()
+    rig.buffer.put_many([TagValue("A", 1.0, T0), TagValue("B", 2.0, T0)])
+    rig.start()
     try:
         assert wrapped.done.wait(10)
     finally:
-        writer.stop(5)
+        rig.stop()
     span = only_span(exporter)
     assert dict(span.attributes or {})["collector.write.attempt"] == 2

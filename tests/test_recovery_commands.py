@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.backup import REJECTED_HEADER, REJECTED_PREFIX, CsvSpool, backup_rows, rejected_rows
+from collector.backup import CsvSpool
 from collector.config import Config
 from collector.recovery.commands import backups_command, replay_command
 from collector.service import CollectorService
+from collector.spool_format import SpoolKind, backup_rows, rejected_rows
 from tests.recovery_support import sample_values, table_rows, write_backup
 
 
@@ -89,7 +90,7 @@ def test_the_status_api_reports_the_same_totals_as_collector_backups(tmp_path: P
     late = sample_values(45, start=datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
     write_backup(tmp_path / "backup", early)
     write_backup(tmp_path / "backup", late)
-    rejected = CsvSpool(tmp_path / "backup", prefix=REJECTED_PREFIX, header=REJECTED_HEADER)
+    rejected = CsvSpool(tmp_path / "backup", kind=SpoolKind.REJECTED)
     rejected.append(rejected_rows([(v, "2290", "check") for v in late[:3]], datetime.now(UTC)))
     rejected.close()
     config = Config.model_validate(

@@ -11,13 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.backup import BACKUP_HEADER, REJECTED_HEADER, format_value
-from collector.recovery.reader import (
+from collector.recovery.reader import chunks
+from collector.spool_format import (
+    BACKUP_HEADER,
+    REJECTED_HEADER,
     Damaged,
-    FileKind,
     NotABackupFile,
     Row,
-    chunks,
+    SpoolKind,
+    format_value,
     parse_record,
     parse_value,
     read_header,
@@ -161,7 +163,7 @@ def test_a_last_line_cut_in_the_middle_is_damaged_not_guessed() -> None:
 def test_a_rejected_file_reads_back_too() -> None:
     handle = _file(f"G01.T0001,7,{STAMP},GOOD,{STAMP},2290,check failed\n", ",".join(REJECTED_HEADER) + "\n")
     kind, offset = read_header(handle)
-    assert kind is FileKind.REJECTED
+    assert kind is SpoolKind.REJECTED
     (parsed,) = [parse_record(r, kind) for r in records(handle, offset=offset)]
     assert isinstance(parsed, Row) and parsed.value.value == 7
 
@@ -181,7 +183,7 @@ def test_a_file_without_the_backup_header_is_refused(content: bytes, message: st
 
 def test_a_header_with_a_byte_order_mark_is_accepted() -> None:
     kind, _ = read_header(io.BytesIO(b"\xef\xbb\xbf" + HEADER.encode()))
-    assert kind is FileKind.BACKUP
+    assert kind is SpoolKind.BACKUP
 
 
 def test_chunks_cover_the_file_and_a_reader_can_resume_after_any_of_them(tmp_path: Path) -> None:

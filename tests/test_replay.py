@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.backup import BACKUP_HEADER, REJECTED_HEADER, CsvSpool, backup_rows
+from collector.backup import CsvSpool
 from collector.model import TagValue
 from collector.recovery.files import backup_files, open_locked, resume_path
 from collector.recovery.replay import ExitCode, FileReport, Outcome, Replayer
 from collector.retry import RetryPolicy
 from collector.sinks.base import KeyLookup, PermanentSinkError, Sink, TransientSinkError, WriteResult
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink, ddl
+from collector.spool_format import BACKUP_HEADER, REJECTED_HEADER, backup_rows
 from tests.recovery_support import (
     assert_table_matches,
     expected_rows,

@@ -4,12 +4,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from collector.backup import REJECTED_HEADER, CsvSpool
+from collector.backup import CsvSpool
 from collector.buffer import BufferClosedError, TagBuffer
 from collector.model import InvalidValue, PollingData, TagValue
 from collector.sources.intake import Intake, QueueSource
+from collector.sources.invalid import RejectedReadings
 from collector.sources.simulator import Simulator, split_tags, tag_name
-from tests.evidence import read_ledger
+from collector.spool_format import SpoolKind
+from tests.evidence import read_ledger, read_spool_rows
 
 
 def drain(q: queue.Queue) -> list[PollingData]:
@@ -72,8 +74,9 @@ class Collected:
     def __init__(self) -> None:
         self.items: list[InvalidValue] = []
 
-    def __call__(self, items) -> None:
+    def __call__(self, items) -> int:
         self.items.extend(items)
+        return 0
 
 
 def test_intake_converts_polls_keeps_collection_time_and_marks_read_errors_bad():
@@ -125,7 +128,7 @@ def test_naive_timestamps_can_be_read_as_local_time():
 def test_queue_source_drains_everything_queued_before_it_stops_and_reports_strange_items(tmp_path):
     q: queue.Queue = queue.Queue()
     buffer = TagBuffer(10_000)
-    spool = CsvSpool(tmp_path, prefix="rejected", header=REJECTED_HEADER)
+    spool = CsvSpool(tmp_path, kind=SpoolKind.REJECTED)
     rejected = Collected()
     source = QueueSource(q, Intake(buffer, rejected), poll_timeout_s=0.01)
     source.start()
@@ -147,8 +150,9 @@ def test_producer_never_waits_on_the_consumer():
     gate = threading.Event()
     buffer = TagBuffer(10)
 
-    def slow_reject(items) -> None:
+    def slow_reject(items) -> int:
         gate.wait(5)
+        return 0
 
     source = QueueSource(q, Intake(buffer, slow_reject), poll_timeout_s=0.01)
     source.start()
@@ -161,3 +165,26 @@ def test_producer_never_waits_on_the_consumer():
     buffer.close()
     with pytest.raises(BufferClosedError):
         buffer.put(TagValue("a", 1, datetime.now(UTC)))
+
+
+def test_invalid_readings_land_in_the_rejected_file_and_are_counted_by_intake(tmp_path):
+    buffer = TagBuffer(10)
+    spool = CsvSpool(tmp_path, kind=SpoolKind.REJECTED)
+    intake = Intake(buffer, RejectedReadings(spool))
+    now = datetime.now(UTC)
+    intake.submit(PollingData("g", now, {"ok": 1.0, "": 2.0, "obj": object()}))
+    spool.close()
+    rows = read_spool_rows([tmp_path], "rejected")
+    assert sorted(r["reason"] for r in rows) == ["tag name is empty", "unsupported value type object"]
+    assert all(r["error_code"] == "INVALID" for r in rows)
+    stats = intake.stats()
+    assert (stats.accepted, stats.invalid, stats.rejected, stats.lost) == (1, 2, 2, 0)
+
+
+def test_invalid_readings_no_file_can_take_are_counted_lost(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    intake = Intake(TagBuffer(10), RejectedReadings(CsvSpool(blocker / "backup", kind=SpoolKind.REJECTED)))
+    intake.submit(PollingData("g", "not a time", {"a": 1, "b": 2}))  # type: ignore[arg-type]
+    stats = intake.stats()
+    assert (stats.invalid, stats.rejected, stats.lost) == (2, 0, 2)

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from collector.backup import REJECTED_HEADER, CsvSpool
-from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import TransientSinkError, WriteResult
-from collector.writer import BatchWriter, WriterStats
+from collector.writer import WriterStats
 from tests.evidence import read_spool_rows, spool_keys
 from tests.fakes import (
     BlockingSink,
@@ -30,6 +25,7 @@ from tests.fakes import (
     SwitchableSink,
 )
 from tests.waiting import wait_until
+from tests.writer_rig import WriterRig
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -45,91 +41,27 @@ def balanced(stats: WriterStats, accepted: int) -> bool:
     return accepted == settled + stats.buffer_overflow + stats.buffer_size + stats.in_flight
 
 
-class Rig:
-    """A buffer, a writer and its spools in a temporary directory."""
-
-    def __init__(
-        self,
-        tmp_path: Path,
-        sink,
-        *,
-        capacity: int = 10_000,
-        batch_size: int = 100,
-        workers: int = 2,
-        clock: Callable[[], float] | None = None,
-        spill_level: int | None = None,
-        retry: RetryPolicy | None = None,
-        backup_dir: Path | None = None,
-        fallback_dir: Path | None = None,
-        flush_interval_s: float = 0.02,
-    ) -> None:
-        self.clock = clock or time.monotonic
-        self.buffer = TagBuffer(capacity, batch_size=batch_size, spill_level=spill_level, clock=self.clock)
-        self.backup_dirs = [backup_dir or tmp_path / "backup"] + ([fallback_dir] if fallback_dir else [])
-        self.backup = CsvSpool(self.backup_dirs[0], fallback_dir=fallback_dir, clock=self.clock)
-        self.rejected = CsvSpool(
-            self.backup_dirs[0], prefix="rejected", header=REJECTED_HEADER, fallback_dir=fallback_dir
-        )
-        self.sink = sink
-        self.writer = BatchWriter(
-            self.buffer,
-            sink,
-            self.backup,
-            self.rejected,
-            flush_interval_s=flush_interval_s,
-            retry=retry or RetryPolicy(),
-            workers=workers,
-            probe_interval_s=5.0,
-            spill=spill_level is not None,
-            clock=self.clock,
-        )
-
-    def stats(self) -> WriterStats:
-        return self.writer.stats()
-
-    def backup_rows(self) -> list[dict[str, str]]:
-        return read_spool_rows(self.backup_dirs, "backup")
-
-
-@pytest.fixture
-def rigs(tmp_path) -> Iterator[Callable[..., Rig]]:
-    made: list[Rig] = []
-
-    def make(sink, **kwargs) -> Rig:
-        rig = Rig(tmp_path, sink, **kwargs)
-        made.append(rig)
-        rig.writer.start()
-        return rig
-
-    yield make
-    for rig in made:
-        if isinstance(rig.sink, BlockingSink):
-            rig.sink.release.set()
-        rig.writer.stop(timeout_s=2.0, grace_s=2.0)
-        assert not any(t.is_alive() for t in rig.writer.threads), "writer thread leaked"
-
-
-def test_a_backlog_is_written_in_full_batches_back_to_back(rigs):
+def test_a_backlog_is_written_in_full_batches_back_to_back(writer_rigs):
     sink = MemorySink()
-    rig = rigs(sink, batch_size=500)
+    rig = writer_rigs(sink, batch_size=500)
     rig.buffer.put_many(values(0, 2_000))
     wait_until(lambda: len(sink.rows) == 2_000)
     assert sink.batches == [500, 500, 500, 500]
     assert rig.stats().batches_written == 4
 
 
-def test_a_partial_batch_is_written_when_the_oldest_value_has_waited_the_interval(rigs):
+def test_a_partial_batch_is_written_when_the_oldest_value_has_waited_the_interval(writer_rigs):
     sink = MemorySink()
-    rigs(sink, batch_size=500, flush_interval_s=0.05).buffer.put_many(values(0, 7))
+    writer_rigs(sink, batch_size=500, flush_interval_s=0.05).buffer.put_many(values(0, 7))
     wait_until(lambda: len(sink.rows) == 7)
     assert sink.batches == [7]
 
 
-def test_transient_failure_is_retried_after_1_2_4_seconds_then_backed_up(rigs):
+def test_transient_failure_is_retried_after_1_2_4_seconds_then_backed_up(writer_rigs):
     clock = ManualClock()
     sink = SwitchableSink(MemorySink())
     sink.down.set()
-    rig = rigs(sink, clock=clock, workers=1, batch_size=100)
+    rig = writer_rigs(sink, clock=clock, workers=1, batch_size=100)
     rig.buffer.put_many(values(0, 100))
     wait_until(lambda: sink.failures == 1)
     assert rig.stats().retry_pending == 100
@@ -147,11 +79,11 @@ def test_transient_failure_is_retried_after_1_2_4_seconds_then_backed_up(rigs):
     assert len(rig.backup_rows()) == 100
 
 
-def test_the_buffer_keeps_draining_while_a_batch_waits_for_its_retry(rigs):
+def test_the_buffer_keeps_draining_while_a_batch_waits_for_its_retry(writer_rigs):
     clock = ManualClock()
     sink = SwitchableSink(MemorySink())
     sink.down.set()
-    rig = rigs(sink, clock=clock, workers=1, batch_size=100)
+    rig = writer_rigs(sink, clock=clock, workers=1, batch_size=100)
     rig.buffer.put_many(values(0, 100))
     wait_until(lambda: rig.stats().retry_pending == 100)
     rig.buffer.put_many(values(100, 300))
@@ -165,10 +97,10 @@ def test_the_buffer_keeps_draining_while_a_batch_waits_for_its_retry(rigs):
     assert stats.circuit.state is CircuitState.CLOSED
 
 
-def test_open_circuit_sends_batches_to_backup_and_a_probe_closes_it(rigs):
+def test_open_circuit_sends_batches_to_backup_and_a_probe_closes_it(writer_rigs):
     clock = ManualClock()
     sink = SwitchableSink(MemorySink())
-    rig = rigs(sink, clock=clock, workers=2, batch_size=100, retry=RetryPolicy.of(0, []))
+    rig = writer_rigs(sink, clock=clock, workers=2, batch_size=100, retry=RetryPolicy.of(0, []))
     sink.down.set()
     rig.buffer.put_many(values(0, 100))
     wait_until(lambda: rig.stats().circuit.state is CircuitState.OPEN)
@@ -190,10 +122,10 @@ def test_open_circuit_sends_batches_to_backup_and_a_probe_closes_it(rigs):
     assert first_file is not None
 
 
-def test_permanent_error_skips_retries_and_recovers_when_fixed(rigs):
+def test_permanent_error_skips_retries_and_recovers_when_fixed(writer_rigs):
     clock = ManualClock()
     sink = PermanentlyBrokenSink()
-    rig = rigs(sink, clock=clock, batch_size=100)
+    rig = writer_rigs(sink, clock=clock, batch_size=100)
     rig.buffer.put_many(values(0, 100))
     wait_until(lambda: rig.stats().backed_up == 100)
     stats = rig.stats()
@@ -206,10 +138,10 @@ def test_permanent_error_skips_retries_and_recovers_when_fixed(rigs):
     wait_until(lambda: len(sink.rows) == 100)
 
 
-def test_lost_acknowledgement_lands_as_duplicates_not_double_rows(rigs):
+def test_lost_acknowledgement_lands_as_duplicates_not_double_rows(writer_rigs):
     clock = ManualClock()
     memory = MemorySink()
-    rig = rigs(LostAckSink(memory, times=1), clock=clock, workers=1, batch_size=100)
+    rig = writer_rigs(LostAckSink(memory, times=1), clock=clock, workers=1, batch_size=100)
     rig.buffer.put_many(values(0, 100))
     wait_until(lambda: rig.stats().retry_pending == 100)
     clock.advance(1.0)
@@ -219,11 +151,11 @@ def test_lost_acknowledgement_lands_as_duplicates_not_double_rows(rigs):
     assert len(memory.rows) == 100
 
 
-def test_bad_rows_go_to_the_rejected_file_and_the_good_rows_are_kept(rigs):
+def test_bad_rows_go_to_the_rejected_file_and_the_good_rows_are_kept(writer_rigs):
     sink = MemorySink(
         reject=lambda v: "value above 1000" if isinstance(v.value, int) and v.value > 1000 else None
     )
-    rig = rigs(sink, batch_size=10)
+    rig = writer_rigs(sink, batch_size=10)
     batch = [*values(0, 8), TagValue("X", 5000, T0), TagValue("Y", 7000, T0)]
     rig.buffer.put_many(batch)
     wait_until(lambda: rig.stats().rejected == 2)
@@ -236,12 +168,12 @@ def test_bad_rows_go_to_the_rejected_file_and_the_good_rows_are_kept(rigs):
     assert rig.stats().written == 8
 
 
-def test_when_no_directory_can_take_a_backup_the_loss_is_counted_exactly(rigs, tmp_path):
+def test_when_no_directory_can_take_a_backup_the_loss_is_counted_exactly(writer_rigs, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     sink = SwitchableSink(MemorySink())
     sink.down.set()
-    rig = rigs(
+    rig = writer_rigs(
         sink,
         batch_size=50,
         retry=RetryPolicy.of(0, []),
@@ -261,7 +193,7 @@ def test_when_no_directory_can_take_a_backup_the_loss_is_counted_exactly(rigs, t
     wait_until(lambda: len(sink.inner.rows) == 50)
 
 
-def test_a_sink_that_misreports_its_rows_gets_the_batch_retried(rigs):
+def test_a_sink_that_misreports_its_rows_gets_the_batch_retried(writer_rigs):
     class Miscounting(MemorySink):
         def __init__(self) -> None:
             super().__init__()
@@ -276,7 +208,7 @@ def test_a_sink_that_misreports_its_rows_gets_the_batch_retried(rigs):
 
     clock = ManualClock()
     sink = Miscounting()
-    rig = rigs(sink, clock=clock, workers=1, batch_size=10)
+    rig = writer_rigs(sink, clock=clock, workers=1, batch_size=10)
     rig.buffer.put_many(values(0, 10))
     wait_until(lambda: rig.stats().retry_pending == 10)
     assert "SINK_MISCOUNT" in rig.stats().last_error
@@ -285,7 +217,7 @@ def test_a_sink_that_misreports_its_rows_gets_the_batch_retried(rigs):
     assert len(sink.rows) == 10
 
 
-def test_an_unexpected_exception_is_retried_like_a_transient_error(rigs):
+def test_an_unexpected_exception_is_retried_like_a_transient_error(writer_rigs):
     class Buggy(MemorySink):
         calls = 0
 
@@ -297,7 +229,7 @@ def test_an_unexpected_exception_is_retried_like_a_transient_error(rigs):
 
     clock = ManualClock()
     sink = Buggy()
-    rig = rigs(sink, clock=clock, workers=1, batch_size=10)
+    rig = writer_rigs(sink, clock=clock, workers=1, batch_size=10)
     rig.buffer.put_many(values(0, 10))
     wait_until(lambda: rig.stats().retry_pending == 10)
     clock.advance(1.0)
@@ -305,10 +237,10 @@ def test_an_unexpected_exception_is_retried_like_a_transient_error(rigs):
     assert "RuntimeError: driver bug" in rig.stats().last_error
 
 
-def test_spill_guard_saves_the_oldest_to_backup_when_the_writers_are_stuck(rigs):
+def test_spill_guard_saves_the_oldest_to_backup_when_the_writers_are_stuck(writer_rigs):
     sink = BlockingSink()
     # 500 values of headroom above the spill level: 25 ms at the 20 000 values/s produced below.
-    rig = rigs(sink, capacity=1_000, batch_size=100, workers=1, spill_level=500)
+    rig = writer_rigs(sink, capacity=1_000, batch_size=100, workers=1, spill_level=500)
     rig.buffer.put_many(values(0, 100))
     wait_until(sink.entered.is_set)  # the only writer now hangs in the database
     produced = 100
@@ -325,14 +257,14 @@ def test_spill_guard_saves_the_oldest_to_backup_when_the_writers_are_stuck(rigs)
     assert spilled == sorted(spilled) and spilled[0] == 100, "the oldest values are spilled first"
 
 
-def test_overflow_at_ten_times_the_drain_rate_drops_the_oldest_and_counts_exactly(rigs):
+def test_overflow_at_ten_times_the_drain_rate_drops_the_oldest_and_counts_exactly(writer_rigs):
     class Slow(MemorySink):
         def write(self, batch: Sequence[TagValue]) -> WriteResult:
             time.sleep(0.01)
             return super().write(batch)
 
     sink = Slow()
-    rig = rigs(sink, capacity=1_000, batch_size=100, workers=1)
+    rig = writer_rigs(sink, capacity=1_000, batch_size=100, workers=1)
     produced = 0
     peak = 0
     for start in range(0, 40_000, 200):  # about 10x what one 10 ms-per-batch writer drains
@@ -354,7 +286,7 @@ def test_overflow_at_ten_times_the_drain_rate_drops_the_oldest_and_counts_exactl
 
 def test_stop_drains_the_buffer_then_backs_up_whatever_the_deadline_leaves(tmp_path):
     sink = BlockingSink()
-    rig = Rig(tmp_path, sink, capacity=1_000, batch_size=100, workers=2)
+    rig = WriterRig(tmp_path, sink, capacity=1_000, batch_size=100, workers=2)
     rig.writer.start()
     rig.buffer.put_many(values(0, 1_000))
     wait_until(sink.entered.is_set)
@@ -373,11 +305,11 @@ def test_stop_drains_the_buffer_then_backs_up_whatever_the_deadline_leaves(tmp_p
     assert spool_keys(rig.backup_dirs).total() == stats.backed_up
 
 
-def test_stop_during_an_outage_puts_every_pending_value_in_backup(rigs):
+def test_stop_during_an_outage_puts_every_pending_value_in_backup(writer_rigs):
     clock = ManualClock()
     sink = SwitchableSink(MemorySink())
     sink.down.set()
-    rig = rigs(sink, clock=clock, workers=2, batch_size=100)
+    rig = writer_rigs(sink, clock=clock, workers=2, batch_size=100)
     rig.buffer.put_many(values(0, 600))
     wait_until(lambda: rig.stats().retry_pending == 600)
     rig.buffer.put_many(values(600, 50))
@@ -387,9 +319,9 @@ def test_stop_during_an_outage_puts_every_pending_value_in_backup(rigs):
     assert spool_keys(rig.backup_dirs).total() == 650
 
 
-def test_every_snapshot_balances_while_values_flow_and_fail(rigs):
+def test_every_snapshot_balances_while_values_flow_and_fail(writer_rigs):
     sink = SwitchableSink(MemorySink())
-    rig = rigs(sink, capacity=2_000, batch_size=50, workers=3, retry=RetryPolicy.of(1, [0.01]))
+    rig = writer_rigs(sink, capacity=2_000, batch_size=50, workers=3, retry=RetryPolicy.of(1, [0.01]))
     produced = 0
     stop = threading.Event()
     unbalanced: list[WriterStats] = []

@@ -20,8 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.backup import BACKUP_PREFIX
-from collector.inventory import FILE_PATTERN
+from collector.spool_format import SpoolKind, kind_of
 
 REPLAYED_DIR = "replayed"
 """Where a fully replayed file is moved, under its own directory."""
@@ -40,9 +39,7 @@ def backup_files(paths: Iterable[Path]) -> list[Path]:
             names = sorted(
                 entry
                 for entry in path.iterdir()
-                if (match := FILE_PATTERN.match(entry.name))
-                and match["kind"] == BACKUP_PREFIX
-                and entry.is_file()
+                if kind_of(entry.name) is SpoolKind.BACKUP and entry.is_file()
             )
             found.extend(names)
         else:

@@ -23,7 +23,7 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.backup import REJECTED_HEADER, REJECTED_PREFIX, CsvSpool, SpoolError
+from collector.backup import CsvSpool, SpoolError
 from collector.logs import log_event
 from collector.model import TagValue
 from collector.recovery.files import (
@@ -35,17 +35,11 @@ from collector.recovery.files import (
     save_resume_point,
 )
 from collector.recovery.progress import Progress, progress_for
-from collector.recovery.reader import (
-    DAMAGED_CODE,
-    Chunk,
-    Damaged,
-    FileKind,
-    NotABackupFile,
-    chunks,
-    read_header,
-)
+from collector.recovery.reader import DAMAGED_CODE, Chunk, chunks
 from collector.retry import RetryPolicy
-from collector.sinks.base import KeyLookup, Sink, SinkError, TagKey, TransientSinkError, WriteResult
+from collector.sinks.base import KeyLookup, Sink, SinkError, TagKey, WriteResult
+from collector.spool_format import Damaged, NotABackupFile, SpoolKind, read_header
+from collector.write_attempt import write_once
 
 log = logging.getLogger("collector.replay")
 
@@ -232,9 +226,7 @@ class Replayer:
             except SinkError as exc:
                 return self._database_failed(report, exc)
             settled = (line, offset)
-            spool = CsvSpool(
-                path.parent, prefix=REJECTED_PREFIX, header=REJECTED_HEADER, wall_clock=self._wall_clock
-            )
+            spool = CsvSpool(path.parent, kind=SpoolKind.REJECTED, wall_clock=self._wall_clock)
             progress = self._progress(path.name, _size(handle))
             try:
                 for chunk in chunks(handle, kind, self._batch_size, offset=offset, line=line):
@@ -328,7 +320,7 @@ class Replayer:
             report.outcome, report.detail = Outcome.UNREADABLE, exc.strerror or str(exc)
         return None
 
-    def _start(self, path: Path, handle: BinaryIO, report: FileReport) -> tuple[FileKind, int, int] | None:
+    def _start(self, path: Path, handle: BinaryIO, report: FileReport) -> tuple[SpoolKind, int, int] | None:
         """The file's kind and where to start reading (after the header, or where a stopped
         replay got to); None if it is not a backup file."""
         try:
@@ -389,20 +381,11 @@ class Replayer:
             return WriteResult()
         attempt = 1
         while True:
-            error: SinkError
-            try:
-                result = sink.write(batch)
-            except SinkError as exc:
-                error = exc
-            except Exception as exc:  # unclassified: treated as transient, as the writer does
-                log.exception("sink raised an unclassified error")
-                error = TransientSinkError(f"{type(exc).__name__}: {exc}")
-            else:
-                if result.total == len(batch) and _indexes_valid(result, len(batch)):
-                    return result
-                error = TransientSinkError(
-                    f"sink accounted for {result.total} of {len(batch)} rows", code="SINK_MISCOUNT"
-                )
+            outcome = write_once(sink, batch, attempt=attempt)
+            if outcome.result is not None:
+                return outcome.result
+            error = outcome.error
+            assert error is not None
             delay = self._retry.delay_after(attempt) if error.transient else None
             if delay is None:
                 raise DatabaseFailed(error)
@@ -459,11 +442,6 @@ def _present(lookup: KeyLookup, keys: list[TagKey]) -> int:
     within the batch itself."""
     unique = set(keys)
     return len(keys) - len(unique) + len(lookup.existing_keys(list(unique)))
-
-
-def _indexes_valid(result: WriteResult, size: int) -> bool:
-    indexes = [error.index for error in result.rejected]
-    return len(set(indexes)) == len(indexes) and all(0 <= index < size for index in indexes)
 
 
 def _size(handle: BinaryIO) -> int:

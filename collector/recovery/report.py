@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.inventory import Inventory, SpoolFile
 from collector.recovery.replay import ExitCode, FileReport, Outcome, ReplayReport
+from collector.spool_format import SpoolKind
 
 
 def _count(value: int | None) -> str:
@@ -210,16 +210,16 @@ def backups_text(inventory: Inventory, in_use: Callable[[Path], bool], directori
 
 def _backups_total(inventory: Inventory, busy: set[Path]) -> str:
     parts = []
-    for kind, label in ((BACKUP_PREFIX, "backup"), (REJECTED_PREFIX, "rejected")):
+    for kind in SpoolKind:
         files = inventory.of_kind(kind)
         first, last = inventory.time_range(kind)
         covered = f", rows collected {_range(first, last)} UTC" if first is not None else ""
         parts.append(
-            f"{len(files)} {label} file(s), {inventory.rows(kind)} rows, "
+            f"{len(files)} {kind.value} file(s), {inventory.rows(kind)} rows, "
             f"{_size(sum(f.bytes for f in files))}{covered}"
         )
     advice = ""
-    waiting = [f for f in inventory.of_kind(BACKUP_PREFIX) if f.path not in busy]
+    waiting = [f for f in inventory.of_kind(SpoolKind.BACKUP) if f.path not in busy]
     if waiting:
         advice = "\nto load the backup files into the database: collector replay (try --dry-run first)"
     elif inventory.backup_files:
@@ -235,7 +235,7 @@ def backups_json(inventory: Inventory, in_use: Callable[[Path], bool]) -> str:
         contents = spool_file.contents
         return {
             "path": str(spool_file.path),
-            "kind": spool_file.kind,
+            "kind": spool_file.kind.value,
             "bytes": spool_file.bytes,
             "rows": contents.rows if contents is not None else None,
             "first": contents.first.isoformat() if contents and contents.first else None,
@@ -245,10 +245,10 @@ def backups_json(inventory: Inventory, in_use: Callable[[Path], bool]) -> str:
         }
 
     totals: dict[str, Any] = {}
-    for kind in (BACKUP_PREFIX, REJECTED_PREFIX):
+    for kind in SpoolKind:
         files = inventory.of_kind(kind)
         first, last = inventory.time_range(kind)
-        totals[kind] = {
+        totals[kind.value] = {
             "files": len(files),
             "rows": inventory.rows(kind),
             "bytes": sum(f.bytes for f in files),

@@ -3,7 +3,8 @@
 A :class:`QueueSource` thread consumes the DataQueue continuously (FR-001). The polling engine
 only ever does ``queue.put`` on an unbounded queue, so nothing here can slow it; this thread does
 the per-value work (validation, conversion) and hands each poll to the buffer in one ``put_many``.
-Readings that cannot be stored go to the rejected CSV with the reason, never silently away.
+Readings that cannot be stored go to the rejected CSV with the reason, never silently away
+(:mod:`collector.sources.invalid`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from collector.model import (
 
 log = logging.getLogger("collector.intake")
 
-InvalidHandler = Callable[[Sequence[InvalidValue]], None]
+InvalidHandler = Callable[[Sequence[InvalidValue]], int]
+"""Takes the readings refused at intake (to the rejected CSV); returns how many of them were lost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,10 @@ class IntakeStats:
     """Readings put in the buffer."""
     invalid: int
     """Readings refused by validation (handed to the rejected CSV)."""
+    rejected: int = 0
+    """Invalid readings in the rejected CSV (part of the identity's ``rejected``)."""
+    lost: int = 0
+    """Invalid readings no rejected file could take (part of the identity's ``lost``)."""
 
 
 class Intake:
@@ -55,6 +61,8 @@ class Intake:
         self._received = 0
         self._accepted = 0
         self._invalid = 0
+        self._rejected = 0
+        self._lost = 0
 
     def submit(self, poll: PollingData) -> int:
         """Take one poll; returns how many of its readings entered the buffer."""
@@ -95,18 +103,21 @@ class Intake:
     def _deliver(self, valid: list[TagValue], invalid: list[InvalidValue], *, polls: int) -> int:
         if valid:
             self._buffer.put_many(valid)  # raises BufferClosedError after shutdown began
-        if invalid:
-            self._on_invalid(invalid)
+        lost = self._on_invalid(invalid) if invalid else 0
         with self._lock:
             self._polls += polls
             self._received += len(valid) + len(invalid)
             self._accepted += len(valid)
             self._invalid += len(invalid)
+            self._rejected += len(invalid) - lost
+            self._lost += lost
         return len(valid)
 
     def stats(self) -> IntakeStats:
         with self._lock:
-            return IntakeStats(self._polls, self._received, self._accepted, self._invalid)
+            return IntakeStats(
+                self._polls, self._received, self._accepted, self._invalid, self._rejected, self._lost
+            )
 
 
 class QueueSource:

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from collector.backup import format_value
 from collector.model import PollingData, format_timestamp
+from collector.spool_format import format_value
 
 LEDGER_HEADER = ("tag_name", "tag_value", "timestamp", "quality")
 STATUS_TEXTS = ("RUNNING", "STOPPED", "IDLE", "ALARM", "MAINTENANCE")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Histogram
 
 from collector.circuit import CircuitState, CircuitStatus
-from collector.model import TagValue
-from collector.sinks.base import SinkError, WriteResult
 from collector.telemetry.metrics import (
     BATCH_SIZE,
     BATCH_SIZE_BUCKETS,
@@ -20,7 +18,7 @@ from collector.telemetry.metrics import (
     WRITE_DURATION_BUCKETS,
 )
 from collector.telemetry.window import RollingWindow
-from collector.writer import WriterListener
+from collector.writer import BatchAttempt, Destination, WriterListener
 
 
 class TelemetryListener(WriterListener):
@@ -64,23 +62,16 @@ class TelemetryListener(WriterListener):
         self._success = self.write_duration.labels("success")
         self._failure = self.write_duration.labels("failure")
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None:
+    def batch_attempted(self, event: BatchAttempt) -> None:
         exemplar = _trace_exemplar()
-        ok = result is not None
-        (self._success if ok else self._failure).observe(duration_s, exemplar)
+        batch, ok = event.batch, event.ok
+        (self._success if ok else self._failure).observe(event.duration_s, exemplar)
         if ok and batch:
             self.batch_size.observe(len(batch), exemplar)
             # The buffer is FIFO, so the first value of a batch is its oldest.
             age = self._wall_clock() - batch[0].timestamp.timestamp()
             self.end_to_end.observe(max(0.0, age), exemplar)
-        self.window.record(ok, len(batch), duration_s)
+        self.window.record(ok, len(batch), event.duration_s)
         self._last_ok = ok
 
     # batch_saved: nothing to do, the snapshot counts saved values.
@@ -103,18 +94,11 @@ class ListenerChain(WriterListener):
     def __init__(self, *listeners: WriterListener) -> None:
         self._listeners = listeners
 
-    def batch_attempted(
-        self,
-        batch: Sequence[TagValue],
-        attempt: int,
-        duration_s: float,
-        result: WriteResult | None,
-        error: SinkError | None,
-    ) -> None:
+    def batch_attempted(self, event: BatchAttempt) -> None:
         for listener in self._listeners:
-            listener.batch_attempted(batch, attempt, duration_s, result, error)
+            listener.batch_attempted(event)
 
-    def batch_saved(self, size: int, destination: str, reason: str) -> None:
+    def batch_saved(self, size: int, destination: Destination, reason: str) -> None:
         for listener in self._listeners:
             listener.batch_saved(size, destination, reason)
 

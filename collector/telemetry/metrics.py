@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX, SpoolStats
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
+from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 
 NAMESPACE = "collector"
@@ -42,8 +42,6 @@ END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 
 VALUE_OUTCOMES = ("written", "duplicate", "rejected", "backed_up", "overflow", "lost")
 """``collector_values_total`` outcomes: with the buffer size and the in-flight gauge they add up to
 ``collector_values_accepted_total`` (the accounting identity)."""
-
-SPOOL_KINDS = (BACKUP_PREFIX, REJECTED_PREFIX)
 
 
 class SnapshotCollector(Collector):
@@ -215,10 +213,10 @@ def _backup_metrics(snap: Snapshot, inventory: Inventory) -> Iterable[Metric]:
         "1 while the file being written is in the fallback directory.",
         labels=["kind"],
     )
-    spools: dict[str, SpoolStats] = {BACKUP_PREFIX: snap.backup, REJECTED_PREFIX: snap.rejected_files}
-    for kind in SPOOL_KINDS:
-        waiting = inventory.of_kind(kind)
-        stats = spools[kind]
+    spools = {SpoolKind.BACKUP: snap.backup, SpoolKind.REJECTED: snap.rejected_files}
+    for spool_kind, stats in spools.items():
+        waiting = inventory.of_kind(spool_kind)
+        kind = spool_kind.value
         files.add_metric([kind], len(waiting))
         size.add_metric([kind], sum(f.bytes for f in waiting))
         rows.add_metric([kind], stats.rows)
