@@ -27,6 +27,7 @@ from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.config import Config
 from collector.inventory import ContentsCache, Inventory, scan
+from collector.logged_buffer import LoggedBuffer
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
@@ -36,6 +37,7 @@ from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.wal import RecoveryReport, WalInUseError, WriteAheadLog
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -79,9 +81,26 @@ class CollectorService:
         spill_level = (
             max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
         )
-        self.buffer = TagBuffer(
-            buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
-        )
+        # The write-ahead log (docs/reliability.md): every poll batch is logged before the writers
+        # can see it, and released when the writers report its fate final and durable.
+        self.wal: WriteAheadLog | None = None
+        self.buffer: TagBuffer
+        if config.wal.durability != "off":
+            wal_cfg = config.wal
+            self.wal = WriteAheadLog(
+                config.wal_dir,
+                durability=wal_cfg.durability,
+                fsync_interval_s=wal_cfg.fsync_interval_s,
+                segment_bytes=wal_cfg.segment_bytes,
+                max_bytes=wal_cfg.max_bytes,
+            )
+            self.buffer = LoggedBuffer(
+                self.wal, buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
+            )
+        else:
+            self.buffer = TagBuffer(
+                buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
+            )
         self.backup = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.BACKUP,
@@ -116,6 +135,7 @@ class CollectorService:
             spill=spill_level is not None,
             listener=self.listener,
             tracer=self.telemetry.tracer,
+            on_settled=self.buffer.settled if isinstance(self.buffer, LoggedBuffer) else None,
         )
         self.intake = Intake(
             self.buffer,
@@ -133,7 +153,7 @@ class CollectorService:
                 else [source_cfg.tags_per_group] * source_cfg.groups
             )
             self.simulator = Simulator(
-                self.data_queue,
+                deliver=self.intake.submit,
                 groups=source_cfg.groups,
                 tags_per_group=sizes,
                 interval_s=source_cfg.interval_s,
@@ -168,7 +188,12 @@ class CollectorService:
 
     def start(self) -> None:
         self._check_sink()
+        recovery = self._open_wal()
         self.writer.start()
+        if self.wal is not None:
+            self.wal.start()
+        if recovery is not None:
+            self._recover(recovery)
         self.source.start()
         if self.simulator is not None:
             self.simulator.start()
@@ -190,6 +215,37 @@ class CollectorService:
             workers=self.config.writer.workers,
             api=self.api.url if self.api is not None else None,
         )
+
+    def _open_wal(self) -> RecoveryReport | None:
+        if self.wal is None:
+            return None
+        try:
+            return self.wal.open()
+        except WalInUseError as exc:
+            raise StartupError(f"wal.dir: {exc}") from exc
+
+    def _recover(self, report: RecoveryReport) -> None:
+        """Put what the log held from before the last stop back in front of new data."""
+        assert isinstance(self.buffer, LoggedBuffer)
+        repair = report.repair
+        if report.pending_values or repair.quarantined_ranges or repair.torn_cut_bytes:
+            started = time.monotonic()
+            fed = self.buffer.feed_recovered()
+            log_event(
+                log,
+                logging.WARNING,
+                "wal_recovered",
+                "unfinished values from before the last stop are written first",
+                recovered=fed,
+                mark=report.mark,
+                segments=report.segments,
+                torn_bytes=repair.torn_cut_bytes,
+                quarantined_ranges=repair.quarantined_ranges,
+                quarantined_values=repair.quarantined_values,
+                seconds=round(time.monotonic() - started, 3),
+            )
+        else:
+            self.buffer.feed_recovered()
 
     def _check_sink(self) -> None:
         try:
@@ -237,6 +293,8 @@ class CollectorService:
             self.sink.close()
             self.backup.close()
             self.rejected.close()
+            if self.wal is not None:
+                self.wal.close()  # every value settled: the log is emptied
             snapshot = self.snapshot()
             log_event(
                 log,
@@ -245,6 +303,7 @@ class CollectorService:
                 "collector stopped",
                 pending_at_stop=pending,
                 accepted=snapshot.accepted,
+                recovered=snapshot.recovered,
                 **snapshot.terms(),
                 balanced=snapshot.balanced(),
             )
@@ -283,6 +342,7 @@ class CollectorService:
             intake=self.intake.stats(),
             backup=self.backup.stats(),
             rejected_files=self.rejected.stats(),
+            wal=self.wal.stats() if self.wal is not None else None,
         )
 
     def inventory(self) -> Inventory:

@@ -15,6 +15,7 @@ from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
 from collector.stats import Snapshot
+from collector.telemetry.wal_metrics import wal_status
 from collector.telemetry.window import WindowSummary
 
 UTILIZATION_WARNING = 0.8
@@ -124,6 +125,29 @@ def active_alerts(
                 "CollectorBackupWriteFailing",
                 "critical",
                 f"{recent['backup_failures']} backup file writes failed in the last {minutes} min",
+            )
+        )
+    wal = snapshot.wal
+    if wal is not None and not wal.writable:
+        alerts.append(
+            Alert(
+                "CollectorWalNotWritable",
+                "critical",
+                f"write-ahead log {wal.directory} cannot be written: running memory-only"
+                f" ({wal.unlogged_values} values not logged so far)",
+            )
+        )
+    if wal is not None and wal.full:
+        alerts.append(
+            Alert("CollectorWalFull", "warning", f"write-ahead log at its size cap ({wal.bytes} bytes)")
+        )
+    if wal is not None and wal.quarantine_files:
+        alerts.append(
+            Alert(
+                "CollectorWalDamaged",
+                "warning",
+                f"{wal.quarantine_files} damaged parts of the write-ahead log in quarantine/"
+                f" ({wal.quarantined_values} unfinished values lost at the last start)",
             )
         )
     if utilization > UTILIZATION_WARNING:
@@ -244,6 +268,7 @@ def build_status(
             "lost": terms["lost"],
             "in_buffer": terms["in_buffer"],
             "in_flight": terms["in_flight"],
+            "recovered": snapshot.recovered,
             "balanced": snapshot.balanced(),
         },
         "backups": {
@@ -265,6 +290,7 @@ def build_status(
                 max((f.modified for f in inventory.of_kind(REJECTED_PREFIX)), default=None)
             ),
         },
+        "wal": wal_status(snapshot.wal),
         "circuit": {
             "state": circuit.state.value,
             "reason": circuit.reason or None,

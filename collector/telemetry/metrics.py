@@ -21,6 +21,7 @@ from collector.circuit import CircuitState
 from collector.inventory import Inventory
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
+from collector.telemetry.wal_metrics import wal_metrics
 
 NAMESPACE = "collector"
 
@@ -67,6 +68,7 @@ class SnapshotCollector(Collector):
         yield from _value_metrics(snap)
         yield from _writer_metrics(snap, self._sink_ok())
         yield from _backup_metrics(snap, inventory)
+        yield from wal_metrics(snap.wal)
         info = GaugeMetricFamily(
             "collector_build_info",
             "The collector's version and runtime; always 1.",

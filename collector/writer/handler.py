@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 
@@ -82,8 +82,10 @@ class BatchHandler:
         listener: WriterListener,
         tracer: trace.Tracer,
         clock: Callable[[], float] = time.monotonic,
+        on_settled: Callable[[Sequence[TagValue]], None] = lambda _batch: None,
     ) -> None:
         self._sink = sink
+        self._on_settled = on_settled
         self._spooler = spooler
         self._ledger = ledger
         self._retries = retries
@@ -204,6 +206,8 @@ class BatchHandler:
         self._spooler.save_refused([(batch[e.index], e.code, e.message) for e in result.rejected])
         if result.duplicates:
             log_event(log, logging.INFO, "duplicates_skipped", duplicates=result.duplicates, size=len(batch))
+        # Last: every value is now committed, a counted duplicate, or in the (fsynced) rejected file.
+        self._on_settled(batch)
 
     def _failed(
         self, batch: list[TagValue], attempt: int, error: SinkError, trace_parent: trace.SpanContext
