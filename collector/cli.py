@@ -15,6 +15,7 @@ import yaml
 from collector import __version__
 from collector.config import Config, ConfigError, load_config
 from collector.logs import configure_logging, log_event
+from collector.preflight import preflight
 from collector.sinks import DIALECTS, SinkError, schema_ddl
 
 EXIT_OK = 0
@@ -133,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_config(config: Config, _args: argparse.Namespace) -> int:
     print(yaml.safe_dump(config.masked(), sort_keys=False), end="")
-    return EXIT_OK
+    problems = preflight(config)
+    for problem in problems:
+        print(f"collector: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if problems else EXIT_OK
 
 
 def _schema(config: Config, args: argparse.Namespace) -> int:
@@ -151,6 +155,14 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from collector.service import CollectorService, StartupError
 
     configure_logging(config.logging.level, config.logging.format)
+    # A directory the service cannot write is a configuration error at start (it would otherwise
+    # run, lose what it accepts, and exit 0); one that fails later is a fault it rides out.
+    problems = preflight(config)
+    if problems:
+        for problem in problems:
+            print(f"collector: {problem}", file=sys.stderr)
+        log_event(log, logging.CRITICAL, "startup_failed", "; ".join(problems))
+        return EXIT_CONFIG
     try:
         service = CollectorService(config)
     except (SinkError, OSError) as exc:
