@@ -230,6 +230,13 @@ class CollectorService:
         repair = report.repair
         if report.pending_values or repair.quarantined_ranges or repair.torn_cut_bytes:
             started = time.monotonic()
+            log_event(
+                log,
+                logging.INFO,
+                "wal_recovering",
+                "writing unfinished values from before the last stop before new data",
+                pending=report.pending_values,
+            )
             fed = self.buffer.feed_recovered()
             log_event(
                 log,
