@@ -1,5 +1,6 @@
-"""Start-up checks of the directories the service must be able to write: the write-ahead log, the
-backup and fallback directories and the SQLite database's directory.
+"""Start-up checks of the directories the service must be able to write: the write-ahead log and
+the backup and fallback directories. (A database that cannot be reached at start, a SQLite file on
+an unmounted volume included, is an outage like any other: the service starts and backs up.)
 
 A directory that cannot be created or written when the service starts is a configuration error:
 ``collector check-config`` reports it and ``collector run`` refuses to start, naming the key. (A
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from collector.config import Config, SqliteSinkConfig
+from collector.config import Config
 
 _PROBE = ".collector-write-probe"
 
@@ -43,8 +44,6 @@ def directories(config: Config) -> list[tuple[str, Path]]:
     found.append(("backup.dir", config.backup.dir))
     if config.backup.fallback_dir is not None:
         found.append(("backup.fallback_dir", config.backup.fallback_dir))
-    if isinstance(config.sink, SqliteSinkConfig):
-        found.append(("sink.path", Path(config.sink.path).parent))
     return found
 
 

@@ -61,7 +61,12 @@ def test_run_for_a_duration_writes_everything_and_exits_zero(tmp_path):
 def test_sigterm_during_an_outage_backs_up_every_buffered_value_and_exits_zero(tmp_path):
     blocker = tmp_path / "unmounted"
     blocker.write_text("")
-    config = base_config(tmp_path, sink={"path": str(blocker / "tags.db")}, writer={"probe_interval_s": 1.0})
+    config = base_config(
+        tmp_path,
+        sink={"path": str(blocker / "tags.db")},
+        writer={"probe_interval_s": 1.0},
+        wal={"dir": str(tmp_path / "wal")},  # the log is not on the lost volume
+    )
     proc = start(tmp_path, config)
     try:
         deadline = time.monotonic() + 30
