@@ -1,6 +1,8 @@
 # The collector service image: the package and its command. The HTTP API (metrics, status, health)
 # listens on all interfaces inside the container; publish it on a trusted address only.
-FROM python:3.11-slim
+# Pinned by digest: the same base on every build until someone moves it on purpose
+# (docs/security.md#container-images says how).
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PG_DSN, PostgresScratchTable, machine, plain_sqlite, polls
+from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite, polls
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.model import TagValue
@@ -37,27 +37,8 @@ def plain(path: Path, data: list[list[TagValue]]) -> float:
     return plain_sqlite(path, [v for poll in data for v in poll], BATCH)
 
 
-PG_COLUMNS = "tag_name, tag_value, tag_value_text, timestamp, quality"
-
-
 def plain_postgres(table: str, data: list[list[TagValue]]) -> float:
-    import psycopg
-
-    from collector.sinks.postgresql import pg_row
-
-    rows = [pg_row(v) for poll in data for v in poll]
-    with psycopg.connect(PG_DSN) as conn:
-        started = time.perf_counter()
-        for i in range(0, len(rows), BATCH):
-            statement = f"COPY {table} ({PG_COLUMNS}) FROM STDIN".encode()
-            with conn.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in rows[i : i + BATCH]:
-                    copy.write_row(row)
-            conn.commit()
-        elapsed = time.perf_counter() - started
-        count = conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()
-    assert count is not None and count[0] == len(rows)
-    return len(rows) / elapsed
+    return plain_copy(table, [v for poll in data for v in poll], BATCH)
 
 
 def make_sink(kind: str, directory: Path, table: str) -> Sink:

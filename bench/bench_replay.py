@@ -1,14 +1,16 @@
-"""How fast backup files are listed, checked and replayed into SQLite, against plain executemany.
+"""How fast backup files are listed, checked and replayed, against the database's plain bulk path.
 
-    python3 bench/bench_replay.py [--values 200000]
+    python3 bench/bench_replay.py [--sink sqlite|postgresql] [--values 200000] [--workers 1 2]
 
 One backup file is written the way the service writes it (its own spool, batches of 500). Then, in
-one run: plain executemany of the same rows, ready-made, into a fresh table with the same indexes
-and pragmas (the database's own speed); ``collector backups``'s reading of the file (row count and
-time range); a dry run and a replay into an empty table; a dry run and a replay again when every
-row is already present. Each figure is given as a ratio to plain executemany in the same run (how
-much of the database's speed the replay keeps) and to the specification's plant of 3 491 values/s
-(how many times faster than real time a gap is closed).
+one run: the database's fastest plain path for the same rows, ready-made, into a fresh table with
+the same indexes (SQLite: ``executemany`` with the service's pragmas; PostgreSQL: ``COPY`` on one
+connection, which cannot even skip duplicates); ``collector backups``'s reading of the file (row
+count and time range); a dry run into an empty table; a replay into an empty table with each
+``--workers`` count (writer threads, as ``writer.workers`` sets for ``collector replay``); a dry run
+and a replay again when every row is already present. Each figure is given as a ratio to the plain
+path in the same run (how much of the database's speed the replay keeps) and to the
+specification's plant of 3 491 values/s (how many times faster than real time a gap is closed).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, plain_sqlite
+from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite
 from collector.backup import CsvSpool
+from collector.config import Config
 from collector.inventory import ContentsCache
 from collector.model import TagValue
 from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
+from collector.sinks.base import KeyLookup, Sink
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
 from collector.spool_format import backup_rows
 
@@ -54,21 +58,62 @@ def plant_values(count: int) -> list[TagValue]:
     return values
 
 
-def plain(path: Path, values: list[TagValue]) -> float:
-    return plain_sqlite(path, values, BATCH)
-
-
 def timed(rows: int, action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return rows / (time.perf_counter() - started)
 
 
+class Target:
+    """The database a replay goes into: a fresh table, emptied on request."""
+
+    def __init__(self, kind: str, root: Path) -> None:
+        self.kind = kind
+        self._db = root / "replay.db"
+        self._scratch = PostgresScratchTable("bench_replay") if kind == "postgresql" else None
+
+    def sink(self) -> Sink:
+        if self._scratch is not None:
+            from collector.sinks.postgresql import PostgresSink
+
+            return PostgresSink(PG_DSN, table=self._scratch.name)
+        return SqliteSink(self._db)
+
+    def lookup(self) -> KeyLookup:
+        if self._scratch is not None:
+            from collector.sinks.postgresql_lookup import PostgresKeyLookup
+
+            return PostgresKeyLookup(PG_DSN, table=self._scratch.name)
+        return SqliteKeyLookup(self._db)
+
+    def empty(self) -> None:
+        if self._scratch is not None:
+            self._scratch.truncate()
+        else:
+            self._db.unlink(missing_ok=True)
+            Path(f"{self._db}-wal").unlink(missing_ok=True)
+            Path(f"{self._db}-shm").unlink(missing_ok=True)
+
+    def plain(self, root: Path, values: list[TagValue]) -> float:
+        if self._scratch is not None:
+            self._scratch.truncate()
+            rate = plain_copy(self._scratch.name, values, BATCH)
+            self._scratch.truncate()
+            return rate
+        return plain_sqlite(root / "plain.db", values, BATCH)
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            self._scratch.drop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--sink", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--values", type=int, default=200_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, Config().writer.workers}))
     args = parser.parse_args()
     values = plant_values(args.values)
 
@@ -78,32 +123,56 @@ def main() -> int:
         for start in range(0, len(values), BATCH):
             path = spool.append(backup_rows(values[start : start + BATCH], datetime.now(UTC)))
         spool.close()
-        db = root / "replay.db"
+        moved = path.parent / "replayed" / path.name
+        target = Target(args.sink, root)
 
-        def replayer() -> Replayer:
+        def replayer(workers: int = 1) -> Replayer:
             return Replayer(
-                lambda: SqliteSink(db),
-                lookup_factory=lambda: SqliteKeyLookup(db),
+                target.sink,
+                lookup_factory=target.lookup,
                 batch_size=BATCH,
+                workers=workers,
                 progress=lambda _label, _size: NoProgress(),
             )
 
-        moved = path.parent / "replayed" / path.name
-        reference = plain(root / "plain.db", values)
-        figures = [
-            ("plain executemany", reference),
-            ("backups: rows and time range", timed(len(values), lambda: ContentsCache().contents(path))),
-            ("dry run, empty table", timed(len(values), lambda: replayer().run([path], dry_run=True))),
-            ("replay, empty table", timed(len(values), lambda: replayer().run([path]))),
-            ("dry run, every row present", timed(len(values), lambda: replayer().run([moved], dry_run=True))),
-            ("replay, every row present", timed(len(values), lambda: replayer().run([moved]))),
-        ]
+        def replay_into_empty(workers: int) -> float:
+            target.empty()
+            source = moved if moved.exists() else path
+            return timed(len(values), lambda: replayer(workers).run([source]))
+
+        try:
+            reference = target.plain(root, values)
+            figures = [
+                ("plain executemany" if args.sink == "sqlite" else "plain COPY", reference),
+                ("backups: rows and time range", timed(len(values), lambda: ContentsCache().contents(path))),
+                ("dry run, empty table", timed(len(values), lambda: replayer().run([path], dry_run=True))),
+            ]
+            figures.extend(
+                (f"replay, empty table, {workers} writer(s)", replay_into_empty(workers))
+                for workers in args.workers
+            )
+            workers = max(args.workers)
+            figures.extend(
+                [
+                    (
+                        "dry run, every row present",
+                        timed(len(values), lambda: replayer().run([moved], dry_run=True)),
+                    ),
+                    (
+                        f"replay, every row present, {workers} writer(s)",
+                        timed(len(values), lambda: replayer(workers).run([moved])),
+                    ),
+                ]
+            )
+        finally:
+            target.close()
 
     print(f"machine: {machine()}")
-    print(f"values: {len(values)} in one backup file, batches of {BATCH}, SQLite {sqlite3.sqlite_version}")
+    engine = f"SQLite {sqlite3.sqlite_version}" if args.sink == "sqlite" else "PostgreSQL on 127.0.0.1"
+    print(f"values: {len(values)} in one backup file, batches of {BATCH}, {engine}")
     for label, rate in figures:
         print(
-            f"{label + ':':<31}{rate:>10,.0f} values/s   ratio to plain {rate / reference:5.2f}"
+            f"{label + ':':<40}{rate:>10,.0f} values/s   ratio to plain {rate / reference:5.2f}"
             f"   {rate / PLANT_RATE:5.1f}x the plant"
         )
     return 0

@@ -4,18 +4,22 @@ backup files."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO, cast
 
 import yaml
 
 from collector import __version__
-from collector.config import Config, ConfigError, load_config
-from collector.logs import configure_logging, log_event
+from collector.config import Config, ConfigError, LoadedConfig, read_config
+from collector.logs import configure_logging, log_event, log_failure
 from collector.preflight import preflight
+from collector.redaction import Redactor, otlp_secrets
 from collector.sinks import DIALECTS, SinkError, schema_ddl
 
 EXIT_OK = 0
@@ -41,9 +45,14 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("COLLECTOR_CONFIG"),
             help="YAML configuration file (default: $COLLECTOR_CONFIG, else the built-in defaults)",
         )
-        sub.add_argument(
-            "--env-file", type=Path, default=Path(".env"), help="dotenv file to read (default: .env)"
+        dotenv = sub.add_mutually_exclusive_group()
+        dotenv.add_argument(
+            "--env-file",
+            type=Path,
+            default=None,
+            help="dotenv file to read; it must exist (default: .env in the working directory, if any)",
         )
+        dotenv.add_argument("--no-env-file", action="store_true", help="read no dotenv file, not even ./.env")
 
     run = commands.add_parser("run", help="run the service until SIGTERM/SIGINT (or --duration)")
     with_config(run)
@@ -117,7 +126,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = load_config(args.config, env_file=args.env_file)
+        loaded = read_config(
+            args.config,
+            env_file=None if args.no_env_file else (args.env_file or ".env"),
+            require_env_file=args.env_file is not None,
+        )
     except ConfigError as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -129,18 +142,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backups": _backups,
         "wal": _wal,
     }[args.command]
-    return handler(config, args)
+    redact = redactor_for(loaded.config)
+    try:
+        return handler(loaded, args, redact)
+    except Exception as exc:
+        # Whatever escaped is a fault to report, but its message may quote a connect string, and
+        # Python's own traceback printer would show it as is.
+        print(f"collector: unexpected error: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return EXIT_FAILURE
 
 
-def _check_config(config: Config, _args: argparse.Namespace) -> int:
-    print(yaml.safe_dump(config.masked(), sort_keys=False), end="")
-    problems = preflight(config)
+class RedactingWriter(io.TextIOBase):
+    """A text stream that masks secrets in everything written through it."""
+
+    def __init__(self, stream: TextIO, redact: Redactor) -> None:
+        super().__init__()
+        self._stream = stream
+        self._redact = redact
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._redact(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+
+def redactor_for(config: Config) -> Redactor:
+    """A redactor that knows every secret of ``config`` and of the trace exporter's settings."""
+    return Redactor([*config.secrets(), *otlp_secrets(os.environ)])
+
+
+def _print_warnings(loaded: LoadedConfig, redact: Redactor) -> None:
+    for note in loaded.notes:
+        print(f"collector: note: {redact(note)}", file=sys.stderr)
+    for warning in loaded.warnings:
+        print(f"collector: warning: {redact(warning)}", file=sys.stderr)
+
+
+def _log_warnings(loaded: LoadedConfig) -> None:
+    for note in loaded.notes:
+        log_event(log, logging.INFO, "config_note", note)
+    for warning in loaded.warnings:
+        log_event(log, logging.WARNING, "config_warning", warning)
+
+
+def _check_config(loaded: LoadedConfig, _args: argparse.Namespace, redact: Redactor) -> int:
+    _print_warnings(loaded, redact)
+    print(yaml.safe_dump(loaded.config.masked(), sort_keys=False), end="")
+    problems = preflight(loaded.config)
     for problem in problems:
-        print(f"collector: {problem}", file=sys.stderr)
+        print(f"collector: {redact(problem)}", file=sys.stderr)
     return EXIT_CONFIG if problems else EXIT_OK
 
 
-def _schema(config: Config, args: argparse.Namespace) -> int:
+def _schema(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -> int:
+    config = loaded.config
     try:
         ddl = schema_ddl(args.dialect, config.sink.table, config.sink.columns)
     except ValueError as exc:
@@ -150,23 +210,28 @@ def _schema(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(config: Config, args: argparse.Namespace) -> int:
+def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     # Imported here so that check-config and schema start fast and need no database driver.
     from collector.service import CollectorService, StartupError
 
-    configure_logging(config.logging.level, config.logging.format)
+    config = loaded.config
+    configure_logging(config.logging.level, config.logging.format, redactor=redact)
+    _log_warnings(loaded)
     # A directory the service cannot write is a configuration error at start (it would otherwise
     # run, lose what it accepts, and exit 0); one that fails later is a fault it rides out.
     problems = preflight(config)
     if problems:
         for problem in problems:
-            print(f"collector: {problem}", file=sys.stderr)
+            print(f"collector: {redact(problem)}", file=sys.stderr)
         log_event(log, logging.CRITICAL, "startup_failed", "; ".join(problems))
         return EXIT_CONFIG
     try:
         service = CollectorService(config)
     except (SinkError, OSError) as exc:
         log_event(log, logging.CRITICAL, "startup_failed", "cannot open the sink", error=str(exc))
+        return EXIT_STARTUP
+    except Exception as exc:  # a driver's own exception type; its traceback helps, masked
+        log_failure(log, logging.CRITICAL, "startup_failed", "cannot open the sink", exc)
         return EXIT_STARTUP
     # This process owns tracing: a sink's own spans (trace.get_tracer) go where the writer's go.
     service.telemetry.tracing.install_globally()
@@ -178,25 +243,35 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _replay(config: Config, args: argparse.Namespace) -> int:
+def _replay(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     from collector.recovery.commands import replay_command
 
-    configure_logging("INFO" if args.verbose else "WARNING", config.logging.format)
-    return replay_command(config, args.paths, dry_run=args.dry_run, as_json=args.json)
+    configure_logging("INFO" if args.verbose else "WARNING", loaded.config.logging.format, redactor=redact)
+    _log_warnings(loaded)
+    # The report quotes the database's errors, which may quote the connect string.
+    return replay_command(
+        loaded.config,
+        args.paths,
+        dry_run=args.dry_run,
+        as_json=args.json,
+        out=cast(TextIO, RedactingWriter(sys.stdout, redact)),
+        err=cast(TextIO, RedactingWriter(sys.stderr, redact)),
+    )
 
 
-def _backups(config: Config, args: argparse.Namespace) -> int:
+def _backups(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     from collector.recovery.commands import backups_command
 
-    return backups_command(config, args.paths, as_json=args.json)
+    _print_warnings(loaded, redact)
+    return backups_command(loaded.config, args.paths, as_json=args.json)
 
 
-def _wal(config: Config, args: argparse.Namespace) -> int:
+def _wal(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -> int:
     import json
 
     from collector.wal.inspect import inspect_log, render
 
-    report = inspect_log(args.dir or config.wal_dir)
+    report = inspect_log(args.dir or loaded.config.wal_dir)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -2,19 +2,24 @@
 
 Precedence, lowest first: the defaults below, the YAML file, a ``.env`` file, the process
 environment. Section keys are overridden with ``COLLECTOR_<SECTION>__<KEY>`` (for example
-``COLLECTOR_WRITER__BATCH_SIZE=1000``; values are read as YAML scalars, so ``[1, 2, 4]`` is a list).
+``COLLECTOR_WRITER__BATCH_SIZE=1000``). A value for a text key (passwords, DSNs, names, paths) is
+taken exactly as given; any other value is read as a YAML scalar, so ``[1, 2, 4]`` is a list and
+``null`` is none. A ``COLLECTOR_*`` variable that names no setting is an error, as is an unknown key.
 The seed's ``ORACLE_HOST``, ``ORACLE_PORT``, ``ORACLE_SERVICE_NAME``, ``ORACLE_USER`` and
 ``ORACLE_PASSWORD`` (and ``ORACLE_DSN``, ``ORACLE_PASSWORD_FILE``) set the Oracle sink, and select it
-when no sink type is configured. Every problem is reported at start with the key that has it.
+when no sink type is configured. Every problem is reported at start with the key that has it and
+where its value came from.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import stat
+import types
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from dotenv import dotenv_values
@@ -28,11 +33,22 @@ from pydantic import (
     model_validator,
 )
 
+from collector.redaction import (
+    MASK,
+    DsnTarget,
+    dsn_secrets,
+    dsn_target,
+    redact_dsn,
+    split_oracle_credentials,
+)
 from collector.sinks.base import IDENTIFIER, ColumnSpec, InvalidColumnName
+from collector.sinks.oracle_errors import MAX_BATCH_ERRORS
 
 ENV_PREFIX = "COLLECTOR_"
 ENV_NESTING = "__"
-SECRET_MASK = "********"
+SECRET_MASK = MASK
+NON_SETTING_VARIABLES = frozenset({"COLLECTOR_CONFIG"})
+"""``COLLECTOR_*`` variables that are not settings (the configuration file's path)."""
 
 
 class ConfigError(ValueError):
@@ -105,6 +121,13 @@ class SqliteSinkConfig(_SinkBase):
     path: Path = Path("data/tags.db")
     busy_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
 
+    def target(self) -> str:
+        """The database file as an absolute path."""
+        return str(self.path.absolute())
+
+    def secrets(self) -> list[str]:
+        return []
+
 
 class _NetworkSinkBase(_SinkBase):
     dsn: str | None = None
@@ -119,9 +142,9 @@ class _NetworkSinkBase(_SinkBase):
 
     @field_validator("password_file")
     @classmethod
-    def _password_file_readable(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value} is not a readable file")
+    def _password_file_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_password_file(value)
         return value
 
     def secret(self) -> str | None:
@@ -129,14 +152,64 @@ class _NetworkSinkBase(_SinkBase):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+            return read_password_file(self.password_file)
         return None
+
+    def secrets(self) -> list[str]:
+        """Every secret this sink's settings hold: the password and any inside the DSN."""
+        try:
+            password = self.secret()
+        except ValueError:
+            password = None
+        return [s for s in [password, *dsn_secrets(self.dsn)] if s]
+
+
+def read_password_file(path: Path) -> str:
+    """The first line of ``path``, exactly as written (only the line break removed)."""
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    first = text.splitlines()[0] if text else ""
+    if not first:
+        raise ValueError(f"{path} is empty: its first line must hold the password")
+    return first
 
 
 class OracleSinkConfig(_NetworkSinkBase):
     type: Literal["oracle"] = "oracle"
     port: Annotated[int, Field(ge=1, le=65535)] = 1521
     service_name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_from_dsn(cls, data: Any) -> Any:
+        """python-oracledb's ``user/password@connect_string`` becomes user, password and dsn, so
+        the password is held (and masked) as one, and the driver gets a plain connect string."""
+        if not isinstance(data, dict) or not isinstance(data.get("dsn"), str):
+            return data
+        user, password, connect = split_oracle_credentials(data["dsn"])
+        if user is None and password is None:
+            return data
+        if password is not None and len(password) > 1 and password[0] == password[-1] == '"':
+            password = password[1:-1]  # user/"pa ss@word"@host: quoted as in SQL*Plus
+        if (password is not None and (data.get("password") is not None or data.get("password_file"))) or (
+            user is not None and data.get("user") not in (None, user)
+        ):
+            raise ValueError(
+                "dsn carries a user/password; give the credentials either in dsn or in"
+                " user and password (or password_file), not both"
+            )
+        data = {**data, "dsn": connect, "user": user}
+        if password is not None:
+            data["password"] = password
+        return data
 
     @model_validator(mode="after")
     def _reachable(self) -> OracleSinkConfig:
@@ -153,6 +226,10 @@ class OracleSinkConfig(_NetworkSinkBase):
             return self.dsn
         return f"{self.host}:{self.port}/{self.service_name}"
 
+    def target(self) -> str:
+        """Where this sink writes, safe to show: ``host:port/service`` or the alias."""
+        return str(dsn_target(self.connect_string()))
+
 
 class PostgresSinkConfig(_NetworkSinkBase):
     type: Literal["postgresql"] = "postgresql"
@@ -161,11 +238,41 @@ class PostgresSinkConfig(_NetworkSinkBase):
     application_name: str = "plc-tag-collector"
     """Shown in pg_stat_activity, so a DBA can tell the collector's connections apart."""
 
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_parses(cls, value: str | None) -> str | None:
+        if value:
+            # libpq's own parser, so a malformed string fails here naming the key rather than as
+            # the driver's traceback at start. Its message may quote the password: masked.
+            from psycopg import ProgrammingError
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(value)
+            except ProgrammingError as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "cannot be parsed"
+                for secret in dsn_secrets(value):
+                    reason = reason.replace(secret, SECRET_MASK)
+                raise ValueError(f"not a valid connection string: {reason}") from None
+        return value
+
     @model_validator(mode="after")
     def _reachable(self) -> PostgresSinkConfig:
         if not self.dsn and not self.host:
             raise ValueError("set dsn, or host (and dbname, user)")
         return self
+
+    def target(self) -> str:
+        """Where this sink writes, safe to show: ``host:port/dbname``."""
+        # The separately configured keys win over the DSN's, as they do when connecting.
+        shown = dsn_target(self.dsn) if self.dsn else DsnTarget()
+        return str(
+            DsnTarget(
+                address=self.host or shown.address,
+                port=self.port if (self.host or "port" in self.model_fields_set) else shown.port,
+                namespace=self.dbname or shown.namespace,
+            )
+        )
 
 
 SinkConfig = Annotated[SqliteSinkConfig | OracleSinkConfig | PostgresSinkConfig, Field(discriminator="type")]
@@ -234,6 +341,15 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _oracle_batch_fits_batch_errors(self) -> Config:
+        if self.sink.type == "oracle" and self.writer.batch_size > MAX_BATCH_ERRORS:
+            raise ValueError(
+                f"writer.batch_size ({self.writer.batch_size}) exceeds {MAX_BATCH_ERRORS}, the most batch"
+                " errors one Oracle executemany can report (python-oracledb DPY-4029)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _workers_fit_pool(self) -> Config:
         pool = getattr(self.sink, "pool_size", None)
         if pool is not None and self.writer.workers > pool:
@@ -259,8 +375,12 @@ class Config(_Section):
         if sink.get("password") is not None:
             sink["password"] = SECRET_MASK
         if sink.get("dsn"):
-            sink["dsn"] = mask_dsn(sink["dsn"])
+            sink["dsn"] = redact_dsn(sink["dsn"])
         return data
+
+    def secrets(self) -> list[str]:
+        """Every secret value the configuration holds, for a :class:`~collector.redaction.Redactor`."""
+        return self.sink.secrets()
 
 
 # The seed's variable names, mapped to the Oracle sink's keys.
@@ -275,11 +395,44 @@ ORACLE_ENV = {
 }
 
 
-def mask_dsn(dsn: str) -> str:
-    """Hide a password embedded in a URL-style DSN (``scheme://user:secret@host``) or a
-    ``password=...`` keyword."""
-    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", rf"\g<1>{SECRET_MASK}@", dsn)
-    return re.sub(r"(password\s*=\s*)\S+", rf"\g<1>{SECRET_MASK}", dsn, flags=re.IGNORECASE)
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated configuration and what an operator should hear about how it was read."""
+
+    config: Config
+    warnings: tuple[str, ...] = ()
+    """Things that work but deserve attention (a password file others can read)."""
+    notes: tuple[str, ...] = ()
+    """Choices made for the operator (the Oracle sink selected by an ``ORACLE_*`` variable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Variable:
+    name: str
+    value: str
+    origin: str
+
+
+@dataclass
+class _Origins:
+    """Where each key's value came from, so an error can say which file or variable to fix."""
+
+    by_key: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def record_tree(self, data: Any, origin: str, path: tuple[str, ...] = ()) -> None:
+        if isinstance(data, dict) and data:
+            for key, value in data.items():
+                self.record_tree(value, origin, (*path, str(key)))
+        elif path:
+            self.by_key[path] = origin
+
+    def of(self, key: tuple[str, ...]) -> list[str]:
+        """The origin of ``key``: its own, an enclosing section's, or those of the keys inside it."""
+        for length in range(len(key), 0, -1):
+            if key[:length] in self.by_key:
+                return [self.by_key[key[:length]]]
+        inside = [origin for path, origin in self.by_key.items() if path[: len(key)] == key]
+        return list(dict.fromkeys(inside))
 
 
 def load_config(
@@ -287,29 +440,64 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     env_file: Path | str | None = ".env",
+    require_env_file: bool = False,
 ) -> Config:
     """Build the configuration; raise :class:`ConfigError` naming every bad key."""
-    env = _environment(environ, env_file)
+    return read_config(path, environ=environ, env_file=env_file, require_env_file=require_env_file).config
+
+
+def read_config(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | str | None = ".env",
+    require_env_file: bool = False,
+) -> LoadedConfig:
+    """As :func:`load_config`, with the warnings to show. ``env_file`` is read when it exists;
+    with ``require_env_file`` a missing one is an error (it was named on purpose)."""
+    variables = _variables(os.environ if environ is None else environ, env_file, require_env_file)
+    origins = _Origins()
+    problems: list[str] = []
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_yaml(Path(path))
-    _apply_prefixed_env(data, env)
-    _apply_oracle_env(data, env)
+        origins.record_tree(data, str(path))
+    _apply_prefixed_env(data, variables, origins, problems)
+    oracle_switch = _apply_oracle_env(data, variables, origins)
     sink = data.get("sink")
     if isinstance(sink, dict) and "type" not in sink:
         sink["type"] = "sqlite"  # the embedded default, as when the section is absent
+    config: Config | None = None
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        problems.extend(_describe(exc, origins))
+    if problems or config is None:
+        lines = ["invalid configuration:", *(f"  {problem}" for problem in problems)]
+        if oracle_switch and any(problem.startswith("sink") for problem in problems):
+            lines.append(f"  note: {oracle_switch}")
+        raise ConfigError("\n".join(lines))
+    notes = (oracle_switch,) if oracle_switch else ()
+    return LoadedConfig(config, tuple(_file_warnings(config, origins)), notes)
 
 
-def _environment(environ: Mapping[str, str] | None, env_file: Path | str | None) -> dict[str, str]:
-    env: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    env.update(os.environ if environ is None else environ)
-    return env
+def _variables(
+    environ: Mapping[str, str], env_file: Path | str | None, require_env_file: bool
+) -> dict[str, _Variable]:
+    variables: dict[str, _Variable] = {}
+    if env_file is not None:
+        dotenv = Path(env_file)
+        if dotenv.is_file():
+            shown = dotenv.absolute()
+            for name, value in dotenv_values(dotenv).items():
+                if value is not None:
+                    variables[name] = _Variable(name, value, f"{name} in {shown}")
+        elif require_env_file:
+            reason = "is not a file" if dotenv.exists() else "does not exist"
+            raise ConfigError(f"--env-file {env_file} {reason}")
+    for name, value in environ.items():
+        variables[name] = _Variable(name, value, f"environment variable {name}")
+    return variables
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -328,20 +516,81 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _apply_prefixed_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    for name, raw in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
+def _apply_prefixed_env(
+    data: dict[str, Any], variables: Mapping[str, _Variable], origins: _Origins, problems: list[str]
+) -> None:
+    for name, variable in sorted(variables.items()):
+        if not name.upper().startswith(ENV_PREFIX) or name in NON_SETTING_VARIABLES:
             continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
-        if not all(path):
-            raise ConfigError(f"{name}: empty key in environment variable name")
+        problem = _misnamed(name)
+        if problem:
+            problems.append(f"{variable.origin}: {problem}")
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING))
         node = data
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{name}: {part} is not a section")
+                problems.append(f"{variable.origin}: {'.'.join(path[: depth + 1])} is not a section")
+                break
             node = child
-        node[path[-1]] = _env_scalar(raw)
+        else:
+            node[path[-1]] = variable.value if _is_text_key(path) else _env_scalar(variable.value)
+            origins.by_key[path] = variable.origin
+
+
+def _misnamed(name: str) -> str | None:
+    """Why ``name`` cannot be a setting's variable, or None if it can."""
+    if name != name.upper():
+        return f"environment variable names are upper case: {name.upper()}?"
+    rest = name[len(ENV_PREFIX) :]
+    if ENV_NESTING not in rest:
+        section = next((s for s in Config.model_fields if rest.lower().startswith(f"{s}_")), None)
+        hint = (
+            f": {ENV_PREFIX}{rest[: len(section)]}{ENV_NESTING}{rest[len(section) + 1 :]}?" if section else ""
+        )
+        return f"not a setting; a section and its key are joined by two underscores{hint}"
+    if not all(rest.split(ENV_NESTING)):
+        return "empty section or key in the variable name"
+    return None
+
+
+_TEXT_TYPES: tuple[Any, ...] = (str, SecretStr, Path)
+
+
+def _is_text_key(path: tuple[str, ...]) -> bool:
+    """Whether the key takes text: its value from the environment is then kept exactly as given
+    (a password ``123456``, ``yes``, ``null`` or ``#x`` is that password)."""
+    models: list[type[BaseModel]] = [Config]
+    for depth, part in enumerate(path):
+        annotations = [m.model_fields[part].annotation for m in models if part in m.model_fields]
+        if not annotations:
+            return True  # an unknown key: validation names it; its text is kept for the message
+        if depth == len(path) - 1:
+            return all(_takes_text(annotation) for annotation in annotations)
+        models = [m for annotation in annotations for m in _models_in(annotation)]
+    return False
+
+
+def _members(annotation: Any) -> list[Any]:
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg) if m is not type(None)]
+    return [annotation]
+
+
+def _takes_text(annotation: Any) -> bool:
+    members = _members(annotation)
+    return bool(members) and all(
+        member in _TEXT_TYPES
+        or (get_origin(member) is Literal and all(isinstance(v, str) for v in get_args(member)))
+        for member in members
+    )
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    return [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
 
 
 def _env_scalar(raw: str) -> Any:
@@ -351,28 +600,57 @@ def _env_scalar(raw: str) -> Any:
         return raw
 
 
-def _apply_oracle_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    given = {key: env[name] for name, key in ORACLE_ENV.items() if env.get(name)}
+def _apply_oracle_env(data: dict[str, Any], variables: Mapping[str, _Variable], origins: _Origins) -> str:
+    """Lay the seed's ``ORACLE_*`` variables over the sink; if they select the Oracle sink, say
+    which variables did."""
+    given = {key: variables[name] for name, key in ORACLE_ENV.items() if variables.get(name, None)}
+    given = {key: variable for key, variable in given.items() if variable.value}
     if not given:
-        return
+        return ""
     sink = data.setdefault("sink", {})
     if not isinstance(sink, dict):
-        return
-    sink.setdefault("type", "oracle")
+        return ""
+    switch = ""
+    if "type" not in sink:
+        sink["type"] = "oracle"
+        cause = next(iter(given.values()))  # ORACLE_ENV's order: ORACLE_DSN, then ORACLE_HOST, ...
+        switch = (
+            f"the sink is Oracle because {cause.origin} is set and no sink type is configured"
+            " (set sink.type or COLLECTOR_SINK__TYPE to choose another)"
+        )
+        origins.by_key[("sink", "type")] = cause.origin
     if sink["type"] != "oracle":
-        return
+        return ""
     # The environment overrides the file; a COLLECTOR_SINK__<KEY> variable, being the more specific
     # name, overrides the seed's ORACLE_* one.
     prefixed = f"{ENV_PREFIX}SINK{ENV_NESTING}"
-    explicit = {name[len(prefixed) :].lower() for name in env if name.startswith(prefixed)}
-    for key, value in given.items():
+    explicit = {name[len(prefixed) :].lower() for name in variables if name.startswith(prefixed)}
+    for key, variable in given.items():
         if key not in explicit:
-            sink[key] = value
+            sink[key] = variable.value
+            origins.by_key[("sink", key)] = variable.origin
+    return switch
 
 
-def _describe(exc: ValidationError, path: Path | str | None) -> str:
-    where = f" in {path}" if path else ""
-    lines = [f"invalid configuration{where}:"]
+def _file_warnings(config: Config, origins: _Origins) -> list[str]:
+    password_file = getattr(config.sink, "password_file", None)
+    if password_file is None:
+        return []
+    mode = stat.S_IMODE(password_file.stat().st_mode)
+    if not mode & stat.S_IROTH:
+        return []
+    where = "; ".join(origins.of(("sink", "password_file")))
+    return [
+        f"sink.password_file: {password_file} can be read by every user of this machine"
+        f" (mode {mode:04o}); chmod 600 it [{where}]"
+    ]
+
+
+_SECRET_KEYS = {"password", "dsn"}
+
+
+def _describe(exc: ValidationError, origins: _Origins) -> list[str]:
+    lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         cause = error.get("ctx", {}).get("error")
@@ -387,8 +665,12 @@ def _describe(exc: ValidationError, path: Path | str | None) -> str:
             message = "unknown key"
         shown = error.get("input")
         suffix = ""
-        plain = isinstance(shown, str | int | float) and "password" not in key
+        plain = isinstance(shown, str | int | float) and not _SECRET_KEYS & set(loc)
         if plain and error["type"] not in {"extra_forbidden", "unexpected_keyword_argument", "missing"}:
             suffix = f" (got {shown!r})"
-        lines.append(f"  {key}: {message}{suffix}")
-    return "\n".join(lines)
+        elif isinstance(shown, str) and loc and loc[-1] == "dsn":
+            suffix = f" (got {redact_dsn(shown)!r})"
+        where = origins.of(tuple(loc))
+        source = f" [{'; '.join(where)}]" if where else ""
+        lines.append(f"{key}: {message}{suffix}{source}")
+    return lines

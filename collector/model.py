@@ -16,8 +16,17 @@ from typing import NamedTuple
 MAX_TAG_NAME_LENGTH = 100
 """FR-013: ``tag_name`` is VARCHAR2(100)."""
 
-MAX_TEXT_LENGTH = 4000
-"""The text column is VARCHAR2(4000); a longer string is rejected, never truncated."""
+MAX_TEXT_BYTES = 4000
+"""A text value is at most 4000 bytes in UTF-8; a longer one is rejected, never truncated.
+
+Bytes, not characters: that is what Oracle's VARCHAR2 holds with ``MAX_STRING_SIZE=STANDARD`` (the
+default), whatever the column's length semantics, so 2 500 characters of ``é`` (5 000 bytes) do not
+fit. The rule is the same for every database, so a value accepted is one every supported table can
+store (PostgreSQL's VARCHAR(4000) and SQLite's check count characters, and 4 000 bytes are never
+more than 4 000 characters)."""
+
+MAX_TEXT_LENGTH = MAX_TEXT_BYTES
+"""The text column's declared size in the DDL the collector prints."""
 
 # Oracle NUMBER holds 38 significant digits and magnitudes from 1e-130 up to (not including) 1e126.
 # Values outside are stored in the text column so that nothing is silently rounded, and so that the
@@ -117,10 +126,17 @@ def validation_error(tag_name: object, value: object, quality: object) -> str | 
     if quality not in _QUALITIES:
         return f"quality must be GOOD or BAD, got {quality!r}"
     if value is None or type(value) in _SCALAR_TYPES:
-        if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH:
-            return f"text value is {len(value)} characters, the limit is {MAX_TEXT_LENGTH}"
+        if isinstance(value, str) and len(value) > MAX_TEXT_BYTES // 4:
+            size = utf8_length(value)
+            if size > MAX_TEXT_BYTES:
+                return f"text value is {size} bytes in UTF-8, the limit is {MAX_TEXT_BYTES} bytes"
         return None
     return f"unsupported value type {type(value).__name__}"
+
+
+def utf8_length(text: str) -> int:
+    """The length of ``text`` in UTF-8 bytes (a lone surrogate counts its three bytes)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def timestamp_error(timestamp: object) -> str | None:

@@ -37,6 +37,7 @@ from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.wal import RecoveryReport, WalInUseError, WriteAheadLog
 from collector.writer import BatchWriter, WriterListener
 
@@ -78,6 +79,11 @@ class CollectorService:
     ) -> None:
         self.config = config
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
+        # Where the data goes, as an operator must find it: relative paths in the configuration are
+        # resolved from the working directory, so the startup line and the status show them whole.
+        self.database = config.sink.target()
+        self.backup_dir = str(backup_cfg.dir.absolute())
+        self.fallback_dir = str(backup_cfg.fallback_dir.absolute()) if backup_cfg.fallback_dir else None
         spill_level = (
             max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
         )
@@ -115,9 +121,18 @@ class CollectorService:
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
         )
-        self.sink = sink if sink is not None else build_sink(config.sink)
         # Metrics, traces and the HTTP API (one registry per service; see collector.telemetry).
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.telemetry = (
+            telemetry
+            if telemetry is not None
+            else Telemetry(
+                tracing=configure_tracing(
+                    instance_id=default_instance_id(config.api.port if config.api.enabled else None)
+                )
+            )
+        )
+        # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
@@ -207,7 +222,10 @@ class CollectorService:
             logging.INFO,
             "service_started",
             sink=self.config.sink.type,
+            database=self.database,
             table=self.sink.table,
+            backup_dir=self.backup_dir,
+            fallback_dir=self.fallback_dir,
             source=self.config.source.type,
             rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
             buffer_capacity=self.buffer.capacity,
@@ -364,6 +382,9 @@ class CollectorService:
             sink=self.config.sink.type,
             table=self.sink.table,
             source=self.config.source.type,
+            database=self.database,
+            backup_dir=self.backup_dir,
+            fallback_dir=self.fallback_dir,
             started_at=self.started_at,
             state=state,
         )

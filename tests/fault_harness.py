@@ -178,8 +178,7 @@ def start_collector(
         "run",
         "--config",
         str(config_path),
-        "--env-file",
-        str(workdir / "no.env"),
+        "--no-env-file",
         *argv,
     ]
     with open(log_path, "wb") as log:

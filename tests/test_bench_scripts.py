@@ -48,7 +48,14 @@ CASES = {
             r"CPU: [\d.]+ us per value",
         ],
     ),
-    "bench_replay.py": (["--values", "3000"], [r"replay, empty table: +[\d,]+ values/s"]),
+    "bench_replay.py": (["--values", "3000"], [r"replay, empty table, 1 writer\(s\): +[\d,]+ values/s"]),
+    "bench_overload.py": (
+        [
+            *("--alone-values", "5000", "--runs", "1", "--seconds", "1", "--warmup-s", "0.5"),
+            *("--sweep", "--plot", "overload.png"),
+        ],
+        [r"ratio \d+\.\d\d .* counts match", r"at 3x over 1 runs: .* median \d+\.\d\d"],
+    ),
     "bench_oracle_sink.py": (["--batches", "4", "--repeat", "1"], [r"rows/s"]),
     "bench_wal_store.py": (
         ["--batches", "30", "--repeat", "1"],
@@ -65,6 +72,17 @@ POSTGRES_CASES = {
     "bench_latency.py": (
         ["--sink", "postgresql", "--seconds", "3", "--tags", "500"],
         [r"end-to-end latency: p50"],
+    ),
+    "bench_overload.py": (
+        [
+            *("--sink", "postgresql", "--alone-values", "5000", "--runs", "1", "--seconds", "1"),
+            *("--sweep", "--plot", "overload.png"),
+        ],
+        [r"ratio \d+\.\d\d .* counts match"],
+    ),
+    "bench_replay.py": (
+        ["--sink", "postgresql", "--values", "3000", "--workers", "2"],
+        [r"plain COPY: +[\d,]+ values/s", r"replay, empty table, 2 writer\(s\): +[\d,]+ values/s"],
     ),
     "bench_postgres_sink.py": (
         ["--values", "2000", "--repeat", "1"],
@@ -84,6 +102,24 @@ def test_postgresql_benchmark_script_runs_and_reports(
     script: str, tmp_path: Path, postgres_server: object
 ) -> None:
     run_script(script, *POSTGRES_CASES[script], tmp_path)
+
+
+def test_profile_summary_gives_each_thread_its_share(tmp_path: Path) -> None:
+    profile = tmp_path / "raw.txt"
+    profile.write_text(
+        "thread (11): writer-1;_run_worker (collector/writer.py:10);write (collector/sinks/sqlite.py:5) 3\n"
+        "thread (12): intake;_run (collector/sources/intake.py:3);submit (collector/sources/intake.py:7) 1\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "profile_threads.py"), str(profile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert re.search(r"75\.0%  writer-1\n +25\.0%  intake", done.stdout), done.stdout
+    assert re.search(r"75\.0%  write \(collector/sinks/sqlite\.py\)", done.stdout), done.stdout
 
 
 def run_script(script: str, args: list[str], patterns: list[str], tmp_path: Path) -> None:

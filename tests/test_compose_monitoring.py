@@ -5,6 +5,7 @@ provider looks, the datasources and the trace endpoint name services that exist.
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import yaml
 
 from collector.api.openapi import openapi_document
 from collector.config import load_config
-from tests.test_compose import service_env
+from tests.test_compose import secret_files, service_env
 
 ROOT = Path(__file__).resolve().parent.parent
 JAEGER_OTLP_HTTP_PORT = 4318
@@ -87,7 +88,10 @@ def test_prometheus_scrapes_the_collector_service_with_the_projects_rules(compos
     (target,) = [t for c in job["static_configs"] for t in c["targets"]]
     host, port = target.rsplit(":", 1)
     assert host in services, f"prometheus scrapes {host}, which is not a compose service"
-    collector_config = load_config(None, environ=_environment(services[host]), env_file=None)
+    with tempfile.TemporaryDirectory() as directory:
+        secrets = secret_files(compose, Path(directory))
+        environ = service_env(services[host], read_env_example(), secrets)
+        collector_config = load_config(None, environ=environ, env_file=None)
     assert collector_config.api.enabled
     assert collector_config.api.host == "0.0.0.0"  # reachable from the prometheus container
     assert collector_config.api.port == int(port)

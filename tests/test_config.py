@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector.config import SECRET_MASK, ConfigError, load_config, mask_dsn
+from collector.config import SECRET_MASK, ConfigError, load_config
+from collector.redaction import redact_dsn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +122,7 @@ def test_unreadable_or_malformed_files_are_reported(tmp_path):
     ],
 )
 def test_dsn_passwords_are_masked(dsn, shown):
-    assert mask_dsn(dsn) == shown
+    assert redact_dsn(dsn) == shown
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

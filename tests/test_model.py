@@ -67,7 +67,10 @@ def test_split_value_refuses_unsupported_types():
         ("T1", 1, "UNCERTAIN", "GOOD or BAD"),
         ("T1", [1, 2], "GOOD", "unsupported value type list"),
         ("T1", b"raw", "GOOD", "unsupported value type bytes"),
-        ("T1", "x" * (MAX_TEXT_LENGTH + 1), "GOOD", "4001 characters"),
+        ("T1", "x" * (MAX_TEXT_LENGTH + 1), "GOOD", "4001 bytes"),
+        # Bytes, not characters: 2 500 characters of "é" are 5 000 bytes, which Oracle refuses.
+        ("T1", "é" * 2500, "GOOD", "5000 bytes in UTF-8, the limit is 4000 bytes"),
+        ("T1", "€" * 1334, "GOOD", "4002 bytes"),
     ],
 )
 def test_validation_names_the_problem(name, value, quality, fragment):
@@ -75,7 +78,9 @@ def test_validation_names_the_problem(name, value, quality, fragment):
     assert reason is not None and fragment in reason
 
 
-@pytest.mark.parametrize("value", [None, 0, 1.25, True, "ALARM", float("nan"), 10**50])
+@pytest.mark.parametrize(
+    "value", [None, 0, 1.25, True, "ALARM", float("nan"), 10**50, "é" * 2000, "€" * 1333, "x" * 4000]
+)
 def test_validation_accepts_every_storable_value(value):
     assert validation_error("x" * MAX_TAG_NAME_LENGTH, value, "GOOD") is None
     assert validation_error("T1", value, "BAD") is None

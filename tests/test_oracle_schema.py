@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 def design_table() -> list[ColumnInfo]:
     """The dictionary rows of the table the DDL creates, as Oracle reports them."""
     return [
-        ColumnInfo("TAG_NAME", "VARCHAR2", 100, None, None, nullable=False),
-        ColumnInfo("TAG_VALUE", "NUMBER"),
-        ColumnInfo("TAG_VALUE_TEXT", "VARCHAR2", 4000),
-        ColumnInfo("TIMESTAMP", "TIMESTAMP(6)", 0, None, 6, nullable=False),
-        ColumnInfo("QUALITY", "VARCHAR2", 20, nullable=False),
+        ColumnInfo("TAG_NAME", "VARCHAR2", 100, None, None, nullable=False, char_used="C", data_length=400),
+        ColumnInfo("TAG_VALUE", "NUMBER", data_length=22),
+        ColumnInfo("TAG_VALUE_TEXT", "VARCHAR2", 4000, char_used="C", data_length=4000),
+        ColumnInfo("TIMESTAMP", "TIMESTAMP(6)", 0, None, 6, nullable=False, data_length=11),
+        ColumnInfo("QUALITY", "VARCHAR2", 20, nullable=False, char_used="C", data_length=80),
     ]
 
 
@@ -94,7 +94,7 @@ def test_schema_command_prints_the_oracle_ddl() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env = {k: v for k, v in env.items() if not k.startswith(("ORACLE_", "COLLECTOR_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "collector", "schema", "--dialect", "oracle", "--env-file", "/nonexistent"],
+        [sys.executable, "-m", "collector", "schema", "--dialect", "oracle", "--no-env-file"],
         capture_output=True,
         text=True,
         env=env,

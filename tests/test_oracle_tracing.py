@@ -17,7 +17,7 @@ from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import WRITE_ATTEMPT, SinkError, TransientSinkError, WriteResult
 from collector.sinks.oracle import OracleSink, ddl
-from tests.oracle_double import FakeOracle
+from tests.oracle_double import FakeOracle, driver_error
 from tests.writer_rig import WriterRig
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
@@ -82,7 +82,13 @@ def test_a_batch_span_follows_the_database_conventions(
     assert attrs["db.operation.batch.size"] == 3
     assert attrs["server.address"] == "db.plant"
     assert attrs["server.port"] == 1521
-    assert attrs["db.namespace"] == "FREEPDB1"
+    # The Oracle conventions: db.namespace is DB_UNIQUE_NAME, read from the database with the
+    # schema check (not per batch); the service and the PDB have attributes of their own.
+    assert attrs["db.namespace"] == "FREE"
+    assert attrs["oracle.db.name"] == "FREE"
+    assert attrs["oracle.db.instance.name"] == "FREE"
+    assert attrs["oracle.db.pdb"] == "FREEPDB1"
+    assert attrs["oracle.db.service"] == "FREEPDB1"
     assert attrs["collector.write.attempt"] == 2
     assert (
         (attrs["collector.rows.written"], attrs["collector.rows.duplicate"])
@@ -181,3 +187,42 @@ def test_the_span_carries_the_writers_attempt_number(
         rig.stop()
     span = only_span(exporter)
     assert dict(span.attributes or {})["collector.write.attempt"] == 2
+
+
+def test_a_single_row_is_an_insert_not_a_batch_of_one(
+    sink: OracleSink, exporter: InMemorySpanExporter
+) -> None:
+    sink.write([TagValue("A", 1.0, T0)])
+    span = only_span(exporter)
+    attrs = dict(span.attributes or {})
+    assert span.name == "INSERT TAG_DATA"
+    assert attrs["db.operation.name"] == "INSERT"
+    assert "db.operation.batch.size" not in attrs  # the conventions: never a batch size of 1
+
+
+def test_a_driver_only_error_is_an_error_type_not_a_database_status_code(
+    sink: OracleSink, db: FakeOracle, exporter: InMemorySpanExporter
+) -> None:
+    sink.ping()
+    db.inject("executemany", lambda: driver_error(4024, timeout=500))  # a call timeout (DPY-4024)
+    with pytest.raises(TransientSinkError):
+        sink.write([TagValue("A", 1.0, T0), TagValue("B", 1.0, T0)])
+    span = exporter.get_finished_spans()[0]
+    attrs = dict(span.attributes or {})
+    assert attrs["error.type"] == "DPY-4024"
+    assert "db.response.status_code" not in attrs  # not an Oracle error number
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_an_exception_that_is_not_the_drivers_still_marks_the_span_failed(
+    sink: OracleSink, db: FakeOracle, exporter: InMemorySpanExporter
+) -> None:
+    sink.ping()
+    db.inject("executemany", lambda: OSError("socket went away"))
+    with pytest.raises(OSError):
+        sink.write([TagValue("A", 1.0, T0), TagValue("B", 1.0, T0)])
+    span = only_span(exporter)
+    attrs = dict(span.attributes or {})
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs["error.type"] == "OSError"
+    assert "db.response.status_code" not in attrs

@@ -265,8 +265,7 @@ def test_collector_schema_prints_ddl_the_server_accepts(
         "postgresql",
         "--config",
         str(config),
-        "--env-file",
-        str(tmp_path / ".env"),
+        "--no-env-file",
     ]
     assert cli.main(argv) == cli.EXIT_OK
 

@@ -21,7 +21,9 @@ HEALTHY_WINDOW = WindowSummary(
     300.0, successful_writes=600, failed_writes=0, rows_written=300_000, duration_sum_s=6.0
 )
 NO_FILES = Inventory(())
-SERVICE = ServiceInfo("1.0", "oracle", "TAG_DATA", "simulator", 1_795_000_000.0, "running")
+SERVICE = ServiceInfo(
+    "1.0", "oracle", "TAG_DATA", "simulator", 1_795_000_000.0, "running", "db:1521/FREEPDB1", "/b", None
+)
 DOWN = CircuitStatus(
     CircuitState.OPEN, "retries exhausted: ORA-12541: no listener", False, 1_795_000_050.0, 1, 3
 )

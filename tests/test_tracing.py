@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from collector.model import TagValue
 from collector.sinks.base import PermanentSinkError, TransientSinkError, WriteResult
-from collector.telemetry.tracing import configure_tracing, exporter_names
+from collector.telemetry.tracing import configure_tracing, default_instance_id, exporter_names
 from tests.telemetry_support import (
     RecordingListener,
     ScriptedSink,
@@ -67,7 +68,7 @@ def test_a_committed_batch_is_one_span_with_database_attributes(tmp_path: Path) 
 
 def test_retries_share_the_first_attempts_trace_and_carry_the_error(tmp_path: Path) -> None:
     provider, exporter = memory_tracer()
-    busy = TransientSinkError("database is locked", code="SQLITE_BUSY")
+    busy = TransientSinkError("database is locked", code="SQLITE_BUSY", from_database=True)
     sink, listener = ScriptedSink([busy, busy]), RecordingListener()
     rig = make_writer(tmp_path, sink, listener, tracer=provider.get_tracer("t"))
     rig.writer.start()
@@ -93,6 +94,39 @@ def test_retries_share_the_first_attempts_trace_and_carry_the_error(tmp_path: Pa
         assert [e.name for e in failed.events] == ["exception"]
     assert "error.type" not in (third.attributes or {})
     assert len(sink.rows) == 10
+
+
+class _Miscounting(ScriptedSink):
+    """Says it wrote one row fewer than it was given, once: the writer must not trust that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lied = False
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        result = super().write(batch)
+        if not self.lied:
+            self.lied = True
+            result.written -= 1
+        return result
+
+
+def test_the_collectors_own_codes_are_an_error_type_never_a_database_status_code(tmp_path: Path) -> None:
+    provider, exporter = memory_tracer()
+    sink, listener = _Miscounting(), RecordingListener()
+    rig = make_writer(tmp_path, sink, listener, tracer=provider.get_tracer("t"))
+    rig.writer.start()
+    try:
+        rig.buffer.put_many(values(10))
+        listener.wait_for(attempts=2)
+    finally:
+        rig.writer.stop(5)
+    first, second = _attempts(exporter.get_finished_spans())
+    attrs = dict(first.attributes or {})
+    assert attrs["error.type"] == "SINK_MISCOUNT"
+    assert "db.response.status_code" not in attrs  # the database said nothing of the kind
+    assert first.status.status_code is StatusCode.ERROR
+    assert second.attributes["collector.batch.outcome"] == "written"  # type: ignore[index]
 
 
 def test_a_batch_that_exhausts_its_retries_shows_its_backup_write_in_the_trace(tmp_path: Path) -> None:
@@ -298,3 +332,30 @@ def _json_objects(text: str) -> list[dict[str, Any]]:
         obj, index = decoder.raw_decode(text, start)
         found.append(obj)
     return found
+
+
+def test_the_resource_names_the_instance_so_plants_can_be_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    env = {"OTEL_TRACES_EXPORTER": "console"}
+    tracing = configure_tracing(env, instance_id="plant-7:9108")
+    try:
+        assert tracing.provider is not None
+        attrs = tracing.provider.resource.attributes
+        assert attrs["service.instance.id"] == "plant-7:9108"
+        assert attrs["service.name"] == "plc-tag-collector"
+    finally:
+        tracing.shutdown()
+    # The standard variable wins over the default.
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=line-3")
+    tracing = configure_tracing(env, instance_id="plant-7:9108")
+    try:
+        assert tracing.provider is not None
+        assert tracing.provider.resource.attributes["service.instance.id"] == "line-3"
+    finally:
+        tracing.shutdown()
+
+
+def test_the_default_instance_is_the_host_and_the_api_port() -> None:
+    assert default_instance_id(9108) == f"{socket.gethostname()}:9108"
+    assert default_instance_id(None) == socket.gethostname()

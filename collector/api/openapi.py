@@ -39,8 +39,15 @@ _SERVICE = _object(
         "started_at": _TIME,
         "uptime_s": _nullable(_NUM),
         "sink": {"type": "string"},
+        "database": {
+            "type": "string",
+            "description": "Where the sink writes, without credentials: the SQLite file's absolute path,"
+            " or host:port/database (service name for Oracle).",
+        },
         "table": {"type": "string"},
         "source": {"type": "string"},
+        "backup_dir": {"type": "string", "description": "The backup directory, as an absolute path."},
+        "fallback_dir": _nullable({"type": "string", "description": "The fallback backup directory."}),
     }
 )
 

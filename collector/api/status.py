@@ -39,6 +39,11 @@ class ServiceInfo:
     started_at: float | None
     state: str
     """``starting``, ``running`` or ``stopping``."""
+    database: str
+    """Where the sink writes, without credentials: the SQLite file or ``host:port/database``."""
+    backup_dir: str
+    fallback_dir: str | None
+    """Both absolute: relative paths in the configuration are resolved from the working directory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +227,11 @@ def build_status(
             "started_at": _iso(service.started_at),
             "uptime_s": _round(now - service.started_at, 3) if service.started_at is not None else None,
             "sink": service.sink,
+            "database": service.database,
             "table": service.table,
             "source": service.source,
+            "backup_dir": service.backup_dir,
+            "fallback_dir": service.fallback_dir,
         },
         "buffer": {
             "size": w.buffer_size,

@@ -61,6 +61,7 @@ def replay_command(
         make_sink,
         lookup_factory=make_lookup,
         batch_size=config.writer.batch_size,
+        workers=config.writer.workers,
         retry=RetryPolicy.of(config.writer.max_retries, config.writer.backoff_s),
     )
 

@@ -9,14 +9,23 @@ file with their line numbers), then move the file to ``replayed/`` so it is not 
 replay that stops part way (the database went away, Ctrl-C) saves where it got to, and the next
 one resumes there, so no rejected row is reported twice. A dry run reads and checks the same way
 and asks the database which keys it already holds, without writing anything.
+
+With ``workers`` above one, batches are written by that many threads while the file is read ahead
+(as the service's writers do), but they are settled in file order: the rejected file keeps the
+file's order, and the place a stopped replay resumes from is always the end of the last batch
+before which everything was written. A batch written after it is written again on resuming, which
+the primary key turns into rows already present.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -146,7 +155,8 @@ class Replayer:
     """Replays backup files into one database; see the module docstring.
 
     ``sink_factory`` and ``lookup_factory`` are called at most once, when the first file needs
-    them, so that a run with nothing to do never touches the database.
+    them, so that a run with nothing to do never touches the database. ``workers`` threads write
+    batches at once (the sink must be safe to call from several threads, as every sink is).
     """
 
     def __init__(
@@ -155,6 +165,7 @@ class Replayer:
         *,
         lookup_factory: LookupFactory | None = None,
         batch_size: int = 500,
+        workers: int = 1,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         progress: ProgressFactory = progress_for,
@@ -162,9 +173,14 @@ class Replayer:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self._sink_factory = sink_factory
         self._lookup_factory = lookup_factory
         self._batch_size = batch_size
+        self._workers = workers
+        self._abandoned = threading.Event()
+        """Set when a file's replay stops: batches still retrying give up instead of waiting."""
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._progress = progress
@@ -228,9 +244,11 @@ class Replayer:
             settled = (line, offset)
             spool = CsvSpool(path.parent, kind=SpoolKind.REJECTED, wall_clock=self._wall_clock)
             progress = self._progress(path.name, _size(handle))
+            written = self._written_in_order(
+                sink, chunks(handle, kind, self._batch_size, offset=offset, line=line)
+            )
             try:
-                for chunk in chunks(handle, kind, self._batch_size, offset=offset, line=line):
-                    result = self._write(sink, [row.value for row in chunk.rows])
+                for chunk, result in written:
                     refused = self._refused_rows(path, chunk, result)
                     if refused:
                         rejected_path = spool.append(refused)
@@ -258,6 +276,7 @@ class Replayer:
                 self._keep_place(path, handle, settled, (line, offset))
                 raise
             finally:
+                written.close()  # abandons what is not settled and waits for the writers
                 progress.finish()
                 spool.close()
             try:
@@ -375,6 +394,32 @@ class Replayer:
         self._lookup_built = True
         return self._lookup
 
+    def _written_in_order(
+        self, sink: Sink, pending_chunks: Iterator[Chunk]
+    ) -> Generator[tuple[Chunk, WriteResult], None, None]:
+        """Each chunk with the result of writing it, in file order. With several workers, up to
+        ``workers`` chunks are being written while the next one is read; closing the iterator
+        (or a failure) abandons what is not yet settled and waits for the writers to return."""
+        if self._workers == 1:
+            for chunk in pending_chunks:
+                yield chunk, self._write(sink, _values(chunk))
+            return
+        self._abandoned.clear()
+        pool = ThreadPoolExecutor(self._workers, thread_name_prefix="replay-writer")
+        in_flight: deque[tuple[Chunk, Future[WriteResult]]] = deque()
+        try:
+            for chunk in pending_chunks:
+                in_flight.append((chunk, pool.submit(self._write, sink, _values(chunk))))
+                if len(in_flight) > self._workers:
+                    done, future = in_flight.popleft()
+                    yield done, future.result()
+            while in_flight:
+                done, future = in_flight.popleft()
+                yield done, future.result()
+        finally:
+            self._abandoned.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def _write(self, sink: Sink, batch: list[TagValue]) -> WriteResult:
         """Write one batch, retrying transient errors on the configured schedule."""
         if not batch:
@@ -387,7 +432,7 @@ class Replayer:
             error = outcome.error
             assert error is not None
             delay = self._retry.delay_after(attempt) if error.transient else None
-            if delay is None:
+            if delay is None or self._abandoned.is_set():
                 raise DatabaseFailed(error)
             log_event(
                 log,
@@ -401,13 +446,17 @@ class Replayer:
             attempt += 1
 
     def _refused_rows(self, path: Path, chunk: Chunk, result: WriteResult) -> list[tuple[str, ...]]:
-        """Rows for the rejected file: damaged lines and rows the database refused, each with the
-        source file and line in its reason."""
-        rows: list[tuple[str, ...]] = [_damaged_row(path, item) for item in chunk.damaged]
+        """Rows for the rejected file in file order: damaged lines and rows the database refused,
+        each with the source file and line in its reason."""
+        lines: list[tuple[int, tuple[str, ...]]] = [
+            (item.line, _damaged_row(path, item)) for item in chunk.damaged
+        ]
         for error in result.rejected:
             row = chunk.rows[error.index]
-            rows.append((*row.fields[:5], error.code, f"{path.name} line {row.line}: {error.message}"))
-        return rows
+            reason = f"{path.name} line {row.line}: {error.message}"
+            lines.append((row.line, (*row.fields[:5], error.code, reason)))
+        lines.sort(key=lambda numbered: numbered[0])
+        return [row for _line, row in lines]
 
     def _log(self, report: FileReport, dry_run: bool) -> None:
         # INFO: the command prints the same on stdout; the log line is for -v and for audit trails.
@@ -424,6 +473,10 @@ class Replayer:
             moved_to=str(report.moved_to) if report.moved_to else None,
             detail=report.detail or None,
         )
+
+
+def _values(chunk: Chunk) -> list[TagValue]:
+    return [row.value for row in chunk.rows]
 
 
 def _damaged_row(path: Path, item: Damaged) -> tuple[str, ...]:

@@ -33,29 +33,55 @@ class ErrorKind(StrEnum):
 
 
 class SinkError(Exception):
-    """A write or probe failed as a whole. ``code`` is the database's own error code, if any."""
+    """A write or probe failed as a whole.
 
-    def __init__(self, message: str, *, kind: ErrorKind, code: str | None = None) -> None:
+    ``code`` names the failure: the database's own error code (``ORA-01017``, SQLSTATE ``28P01``,
+    ``SQLITE_BUSY``) when ``from_database`` says the database or its driver reported it, else one
+    of the collector's (``CALL_TIMEOUT``, ``SINK_MISCOUNT``). ``credentials`` marks a refused login
+    (wrong password, locked or expired account): permanent, and worth not repeating often, since
+    every attempt counts against the account's failed-login limit.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        code: str | None = None,
+        from_database: bool = False,
+        credentials: bool = False,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.code = code
+        self.from_database = from_database and code is not None
+        self.credentials = credentials
 
     @property
     def transient(self) -> bool:
         return self.kind is ErrorKind.TRANSIENT
+
+    @property
+    def database_code(self) -> str | None:
+        """The database's own code, for ``db.response.status_code``; None for the collector's."""
+        return self.code if self.from_database else None
 
     def describe(self) -> str:
         return f"{self.code}: {self}" if self.code else str(self)
 
 
 class TransientSinkError(SinkError):
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message, kind=ErrorKind.TRANSIENT, code=code)
+    def __init__(self, message: str, *, code: str | None = None, from_database: bool = False) -> None:
+        super().__init__(message, kind=ErrorKind.TRANSIENT, code=code, from_database=from_database)
 
 
 class PermanentSinkError(SinkError):
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message, kind=ErrorKind.PERMANENT, code=code)
+    def __init__(
+        self, message: str, *, code: str | None = None, from_database: bool = False, credentials: bool = False
+    ) -> None:
+        super().__init__(
+            message, kind=ErrorKind.PERMANENT, code=code, from_database=from_database, credentials=credentials
+        )
 
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")

@@ -48,9 +48,9 @@ def schema_ddl(dialect: str, table: str = "TAG_DATA", columns: ColumnSpec | None
 def build_sink(config: SinkConfig, *, oracle_driver: Any = None, tracer: Tracer | None = None) -> Sink:
     """The sink the configuration names, built without requiring the database to be up.
 
-    ``oracle_driver`` replaces python-oracledb (a test passes its double); ``tracer`` is the
-    Oracle sink's tracer (the global one by default). Raises ValueError when the database's
-    driver is not installed.
+    ``oracle_driver`` replaces python-oracledb (a test passes its double); ``tracer`` makes the
+    sink's CLIENT span around each insert (the global tracer by default). Raises ValueError when
+    the database's driver is not installed.
     """
     try:
         return _sink(config, oracle_driver, tracer)
@@ -63,7 +63,11 @@ def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink
         from collector.sinks.sqlite import SqliteSink
 
         return SqliteSink(
-            config.path, table=config.table, columns=config.columns, busy_timeout_s=config.busy_timeout_s
+            config.path,
+            table=config.table,
+            columns=config.columns,
+            busy_timeout_s=config.busy_timeout_s,
+            tracer=tracer,
         )
     if config.type == "postgresql":
         from collector.sinks.postgresql import PostgresSink
@@ -76,6 +80,7 @@ def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink
             connect_timeout_s=config.connect_timeout_s,
             call_timeout_s=config.call_timeout_s,
             pool_wait_timeout_s=config.pool_wait_timeout_s,
+            tracer=tracer,
         )
     from collector.sinks.oracle import OracleSink
 
@@ -91,7 +96,6 @@ def _sink(config: SinkConfig, oracle_driver: Any, tracer: Tracer | None) -> Sink
         pool_wait_timeout_s=config.pool_wait_timeout_s,
         server_address=None if config.dsn else config.host,
         server_port=None if config.dsn else config.port,
-        namespace=None if config.dsn else config.service_name,
         driver=oracle_driver,
         tracer=tracer,
     )

@@ -30,12 +30,10 @@ from typing import Any
 
 import oracledb
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from collector.logs import log_event
 from collector.model import MAX_TAG_NAME_LENGTH, MAX_TEXT_LENGTH, TagValue, split_value, to_utc
 from collector.sinks.base import (
-    WRITE_ATTEMPT,
     ColumnSpec,
     PermanentSinkError,
     RowError,
@@ -44,6 +42,7 @@ from collector.sinks.base import (
     WriteResult,
 )
 from collector.sinks.oracle_errors import (
+    MAX_BATCH_ERRORS,
     Disposition,
     OracleFailure,
     as_error_object,
@@ -51,25 +50,28 @@ from collector.sinks.oracle_errors import (
     classify_row_error,
 )
 from collector.sinks.oracle_schema import (
+    IDENTITY_ATTRIBUTES,
+    IDENTITY_QUERY,
     QUALITY_LENGTH,
     ColumnInfo,
     TableLayout,
     TableName,
+    TextLimit,
     ValueMode,
     check_columns,
     ddl,
     dictionary_query,
 )
+from collector.sinks.spans import SpanFailure, insert_span, record_result, sink_error_failure
 
 __all__ = ["OracleSink", "StaleSessionError", "bind_rows", "ddl"]
 
 log = logging.getLogger("collector.sinks.oracle")
 
-OPERATION = "BATCH INSERT"
-"""``db.operation.name`` of the span around each batch."""
-
 NO_TEXT_COLUMN = "NO_TEXT_COLUMN"
 INVALID = "INVALID"
+VALUE_TOO_LARGE = "ORA-12899"
+"""The code of a value over its column's length, refused before sending: what Oracle would say."""
 
 
 def _server_of(dsn: str) -> tuple[str | None, int | None, str | None]:
@@ -92,6 +94,7 @@ def bind_rows(
     rows: list[tuple[object, ...]] = []
     positions: list[int] = []
     mode = layout.mode
+    checked = [(position, limit.safe_length, limit) for position, limit in layout.checked_binds()]
     for index, value in enumerate(batch):
         try:
             number, text = split_value(value.value)
@@ -116,9 +119,24 @@ def bind_rows(
                 )
                 continue
             row = (value.tag_name, number, stamp, str(value.quality))
+        refusal = _too_long(row, checked)
+        if refusal is not None:
+            rejected.append(RowError(index, VALUE_TOO_LARGE, refusal))
+            continue
         rows.append(row)
         positions.append(index)
     return rows, positions
+
+
+def _too_long(row: tuple[object, ...], checked: list[tuple[int, int, TextLimit]]) -> str | None:
+    for position, safe, limit in checked:
+        text = row[position]
+        # Most text is short: only text longer than the column's safe length is measured.
+        if isinstance(text, str) and len(text) > safe:
+            refusal = limit.refusal(text)
+            if refusal is not None:
+                return refusal
+    return None
 
 
 def _spell(number: int | float) -> str:
@@ -151,7 +169,6 @@ class OracleSink:
         tracer: trace.Tracer | None = None,
         server_address: str | None = None,
         server_port: int | None = None,
-        namespace: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -169,19 +186,18 @@ class OracleSink:
         self._pool_wait_ms = max(1, round(pool_wait_timeout_s * 1000))
         self._driver: Any = driver if driver is not None else oracledb
         self._tracer = tracer if tracer is not None else trace.get_tracer(__name__)
-        self._span_attributes: dict[str, str | int] = {
-            "db.system.name": self.system_name,
-            "db.operation.name": OPERATION,
-            "db.collection.name": str(self._target),
-        }
+        # Known from the configuration; the database's own names (db.namespace is its
+        # DB_UNIQUE_NAME) are added once the schema check has read them.
         parsed_address, parsed_port, parsed_service = _server_of(dsn)
-        for key, value in (
-            ("server.address", server_address or parsed_address),
-            ("server.port", server_port or parsed_port),
-            ("db.namespace", namespace or parsed_service),
-        ):
-            if value:
-                self._span_attributes[key] = value
+        self._span_attributes: dict[str, str | int] = {
+            key: value
+            for key, value in (
+                ("server.address", server_address or parsed_address),
+                ("server.port", server_port or parsed_port),
+                ("oracle.db.service", parsed_service),
+            )
+            if value
+        }
         self._lock = threading.Lock()
         self._pool: Any = None
         self._closed = False
@@ -262,6 +278,7 @@ class OracleSink:
             # Parsing the exact INSERT catches what the dictionary does not show: a missing
             # INSERT grant, a column the user cannot see.
             cursor.parse(layout.insert_sql)
+            self._read_identity(cursor)
         finally:
             _quietly(cursor.close)
         if layout != self._layout:
@@ -278,6 +295,21 @@ class OracleSink:
             )
         self._layout = layout
         return layout
+
+    def _read_identity(self, cursor: Any) -> None:
+        """The database's names for the span (``db.namespace`` is DB_UNIQUE_NAME, as the Oracle
+        conventions ask), read with the schema check rather than on every batch."""
+        try:
+            cursor.execute(IDENTITY_QUERY)
+            row = cursor.fetchone()
+        except oracledb.Error as exc:
+            log.debug("database identity not readable: %s", exc)
+            return
+        if row is None:
+            return
+        for key, value in zip(IDENTITY_ATTRIBUTES, row, strict=True):
+            if value:
+                self._span_attributes[key] = str(value)
 
     def _current_layout(self, conn: Any) -> TableLayout:
         layout = self._layout
@@ -332,57 +364,53 @@ class OracleSink:
         positions: list[int],
         result: WriteResult,
     ) -> None:
-        with self._tracer.start_as_current_span(
-            f"{OPERATION} {self._target}",
-            kind=SpanKind.CLIENT,
+        with insert_span(
+            self._tracer,
+            system=self.system_name,
+            table=str(self._target),
+            parameter_sets=len(rows),
             attributes=self._span_attributes,
-            record_exception=False,
-            set_status_on_exception=False,
+            failure_of=_span_failure,
         ) as span:
-            span.set_attribute("db.operation.batch.size", len(rows))
-            span.set_attribute("collector.write.attempt", WRITE_ATTEMPT.get())
-            try:
-                duplicates, refused = self._execute(conn, layout, rows, positions)
-            except oracledb.Error as exc:
-                _mark_failed(span, classify_exception(exc))
-                raise
-            except _BatchAborted as exc:
-                _mark_failed(span, exc.failure)
-                raise
+            duplicates, refused = self._execute(conn, layout, rows, positions)
             result.duplicates = duplicates
             result.rejected.extend(refused)
             result.rejected.sort(key=lambda error: error.index)
             result.written = len(rows) - duplicates - len(refused)
-            span.set_attribute("collector.rows.written", result.written)
-            span.set_attribute("collector.rows.duplicate", duplicates)
-            span.set_attribute("collector.rows.rejected", len(result.rejected))
-            if refused:
-                span.set_attribute("collector.rows.error_codes", sorted({e.code for e in refused}))
+            record_result(span, result)
 
     def _execute(
         self, conn: Any, layout: TableLayout, rows: list[tuple[object, ...]], positions: list[int]
     ) -> tuple[int, list[RowError]]:
-        """One executemany with batch errors, then commit. Returns the duplicates and the rows the
+        """executemany with batch errors, then one commit. Returns the duplicates and the rows the
         database refused; raises (after rolling back) if a batch error says the database, not the
-        row, is in trouble, so that nothing is committed piecemeal."""
-        cursor = conn.cursor()
-        try:
-            cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
-            cursor.executemany(layout.insert_sql, rows, batcherrors=True)
-            batch_errors = cursor.getbatcherrors()
-        finally:
-            _quietly(cursor.close)
+        row, is in trouble, so that nothing is committed piecemeal.
+
+        One executemany reports at most :data:`MAX_BATCH_ERRORS` batch errors (python-oracledb
+        raises DPY-4029 beyond that), so a larger batch goes in slices of that many rows, all in
+        the one transaction."""
         duplicates = 0
         refused: list[RowError] = []
-        for raw in batch_errors:
-            error = as_error_object(raw)
-            failure = classify_row_error(error)
-            if failure.disposition is Disposition.DUPLICATE:
-                duplicates += 1
-            elif failure.disposition is Disposition.REJECT:
-                refused.append(RowError(positions[error.offset], failure.code, failure.message))
-            else:
-                raise _BatchAborted(failure)
+        cursor = conn.cursor()
+        try:
+            for start in range(0, len(rows), MAX_BATCH_ERRORS):
+                cursor.setinputsizes(*(_INPUT_SIZES[kind] for kind in layout.binds))
+                cursor.executemany(
+                    layout.insert_sql, rows[start : start + MAX_BATCH_ERRORS], batcherrors=True
+                )
+                for raw in cursor.getbatcherrors():
+                    error = as_error_object(raw)
+                    failure = classify_row_error(error)
+                    if failure.disposition is Disposition.DUPLICATE:
+                        duplicates += 1
+                    elif failure.disposition is Disposition.REJECT:
+                        refused.append(
+                            RowError(positions[start + error.offset], failure.code, failure.message)
+                        )
+                    else:
+                        raise _BatchAborted(failure)
+        finally:
+            _quietly(cursor.close)
         conn.commit()
         return duplicates, refused
 
@@ -423,12 +451,21 @@ TIMESTAMP are declared so that a batch whose first values are None still binds t
 and so that a datetime is never sent as DATE."""
 
 
-def _mark_failed(span: trace.Span, failure: OracleFailure) -> None:
-    # The database conventions: the Oracle error number as the status code, and as error.type.
-    span.set_attribute("db.response.status_code", failure.code)
-    span.set_attribute("error.type", failure.code)
-    span.set_attribute("collector.error.disposition", failure.disposition.value)
-    span.set_status(Status(StatusCode.ERROR, failure.message))
+def _span_failure(exc: BaseException) -> SpanFailure | None:
+    """An Oracle failure as the span records it: the ORA- code is ``db.response.status_code``;
+    a driver-only code (DPY-) is ``error.type`` alone."""
+    if isinstance(exc, _BatchAborted):
+        failure = exc.failure
+    elif isinstance(exc, oracledb.Error):
+        failure = classify_exception(exc)
+    else:
+        return sink_error_failure(exc)
+    return SpanFailure(
+        error_type=failure.code,
+        status_code=failure.code if failure.from_database else None,
+        message=failure.message,
+        disposition=failure.disposition.value,
+    )
 
 
 def _quietly(action: Any) -> None:

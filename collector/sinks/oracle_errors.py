@@ -43,6 +43,11 @@ class Disposition(StrEnum):
     PERMANENT = "permanent"
 
 
+MAX_BATCH_ERRORS = 65_535
+"""The most batch errors one ``executemany`` can report: python-oracledb raises DPY-4029 beyond
+that. Retrying the same call fails the same way, so the sink never sends more rows than this in
+one call, and the configuration refuses an Oracle batch size above it."""
+
 DUPLICATE_CODES = frozenset({1})
 """ORA-00001 unique constraint violated: the (tag_name, timestamp) key is stored already."""
 
@@ -137,6 +142,11 @@ PERMANENT_CODES = frozenset(
 )
 """Server errors an operator must fix (credentials, schema, privileges, space): stop and alert."""
 
+CREDENTIAL_CODES = frozenset({"ORA-01017", "ORA-28000", "ORA-28001"})
+"""Invalid username or password, account locked, password expired: each refused login counts
+against the profile's ``FAILED_LOGIN_ATTEMPTS`` (10 by default), after which Oracle locks the
+account (ORA-28000) until a DBA unlocks it, even once the password is right."""
+
 TRANSIENT_DRIVER_CODES = frozenset(
     {
         "DPY-1001",  # not connected to database
@@ -163,6 +173,7 @@ PERMANENT_DRIVER_CODES = frozenset(
         "DPY-4018",  # cannot parse connect string
         "DPY-4026",  # file (tnsnames.ora, wallet) not found
         "DPY-4027",  # no configuration directory
+        "DPY-4029",  # more batch errors than one executemany can report (see MAX_BATCH_ERRORS)
         "DPY-6002",  # server certificate DN does not match
         "DPY-6008",  # server certificate could not be verified
     }
@@ -193,11 +204,23 @@ class OracleFailure:
     message: str
     """The error text without the driver's help links, on one line."""
 
+    @property
+    def from_database(self) -> bool:
+        """An Oracle error (ORA-), as opposed to one python-oracledb raised itself (DPY-)."""
+        return self.code.startswith("ORA-")
+
+    @property
+    def credentials(self) -> bool:
+        """The database refused the login itself: see :data:`CREDENTIAL_CODES`."""
+        return self.code in CREDENTIAL_CODES
+
     def sink_error(self) -> SinkError:
         """The error the writer understands: transient or permanent, with the code."""
         if self.disposition is Disposition.PERMANENT:
-            return PermanentSinkError(self.message, code=self.code)
-        return TransientSinkError(self.message, code=self.code)
+            return PermanentSinkError(
+                self.message, code=self.code, from_database=self.from_database, credentials=self.credentials
+            )
+        return TransientSinkError(self.message, code=self.code, from_database=self.from_database)
 
 
 def error_object(exc: BaseException) -> OracleErrorObject | None:

@@ -10,6 +10,14 @@ At start-up (and on every probe) the sink reads the table's columns from the dat
 type, and the INSERT that fits them. A missing table or column, or a column whose type would alter
 the data (a DATE timestamp loses microseconds and folds distinct keys into duplicates), fails with
 a message that names it.
+
+Lengths are read as Oracle counts them. ``CHAR_USED`` says whether a text column was declared in
+characters (``C``) or bytes (``B``, the default ``NLS_LENGTH_SEMANTICS``), ``CHAR_LENGTH`` is the
+declared length and ``DATA_LENGTH`` the bytes it may take; and whatever the semantics, a VARCHAR2
+holds at most 4 000 bytes with ``MAX_STRING_SIZE=STANDARD``. The layout carries each text column's
+:class:`TextLimit`, and the sink refuses a value over it before sending, with the reason. Byte
+lengths are UTF-8 lengths: the database character set is taken to be AL32UTF8, the default since
+Oracle 12.2 and the compose image's.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from collector.model import MAX_TAG_NAME_LENGTH, MAX_TEXT_LENGTH
+from collector.model import MAX_TAG_NAME_LENGTH, MAX_TEXT_LENGTH, utf8_length
 from collector.sinks.base import IDENTIFIER, ColumnSpec, PermanentSinkError
 
 QUALITY_LENGTH = 20
@@ -28,7 +36,14 @@ QUALITY_LENGTH = 20
 TIMESTAMP_PRECISION = 6
 """Fractional-second digits kept: microseconds, as the collection timestamps carry."""
 
+MAX_STRING_BYTES = 4000
+"""What a VARCHAR2 holds with ``MAX_STRING_SIZE=STANDARD`` (the default), in any semantics."""
+
+UTF8_MAX_BYTES_PER_CHAR = 4
+
 TEXT_TYPES = frozenset({"VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR"})
+NATIONAL_TYPES = frozenset({"NVARCHAR2", "NCHAR"})
+"""Always counted in characters (of the national character set), never by the UTF-8 rule."""
 NUMBER_TYPES = frozenset({"NUMBER", "FLOAT"})
 
 DICTIONARY_COLUMNS = (
@@ -39,6 +54,8 @@ DICTIONARY_COLUMNS = (
     "data_scale",
     "nullable",
     "default_length",
+    "char_used",
+    "data_length",
 )
 """What the check reads about each column, in this order."""
 
@@ -117,8 +134,21 @@ def ddl(table: str = "TAG_DATA", columns: ColumnSpec | None = None) -> str:
         "-- PLC tag collector: the Oracle table (timestamps are UTC, microseconds kept).\n"
         "-- Numbers go to the NUMBER column; text, and numbers NUMBER cannot hold exactly\n"
         "-- (NaN, infinities, more than 38 digits), to the text column.\n"
+        "-- Lengths are in characters (CHAR), but with MAX_STRING_SIZE=STANDARD a VARCHAR2 holds\n"
+        "-- at most 4000 bytes: the collector accepts text of at most 4000 bytes in UTF-8.\n"
     )
     return header + "".join(f"{statement};\n" for statement in ddl_statements(table, columns))
+
+
+IDENTITY_ATTRIBUTES = ("db.namespace", "oracle.db.name", "oracle.db.instance.name", "oracle.db.pdb")
+"""The span attributes :data:`IDENTITY_QUERY` answers, in its column order."""
+
+IDENTITY_QUERY = (
+    "SELECT SYS_CONTEXT('USERENV', 'DB_UNIQUE_NAME'), SYS_CONTEXT('USERENV', 'DB_NAME'), "
+    "SYS_CONTEXT('USERENV', 'INSTANCE_NAME'), SYS_CONTEXT('USERENV', 'CON_NAME') FROM DUAL"
+)
+"""The database's names as the OpenTelemetry Oracle conventions ask for them: ``db.namespace`` is
+DB_UNIQUE_NAME; any session may read its own USERENV context, no privilege needed."""
 
 
 def dictionary_query(target: TableName) -> tuple[str, dict[str, str]]:
@@ -146,10 +176,14 @@ class ColumnInfo:
     scale: int | None = None
     nullable: bool = True
     has_default: bool = False
+    char_used: str | None = None
+    """``C`` for a length declared in characters, ``B`` in bytes (None: not a text column)."""
+    data_length: int | None = None
+    """The most bytes a value may take."""
 
     @classmethod
     def from_row(cls, row: Sequence[object]) -> ColumnInfo:
-        name, data_type, char_length, precision, scale, nullable, default_length = row
+        name, data_type, char_length, precision, scale, nullable, default_length, char_used, data_length = row
 
         def number(value: object) -> int | None:
             return None if value is None else int(str(value))
@@ -162,7 +196,62 @@ class ColumnInfo:
             scale=number(scale),
             nullable=str(nullable) != "N",
             has_default=bool(number(default_length)),
+            char_used=None if char_used is None else str(char_used),
+            data_length=number(data_length),
         )
+
+    def text_limit(self, table: TableName) -> TextLimit:
+        """How much text the column holds, as Oracle counts it."""
+        declared = self.char_length or self.data_length or MAX_STRING_BYTES
+        where = f"{table}.{self.name}"
+        if self.data_type in NATIONAL_TYPES:
+            return TextLimit(where, chars=declared, bytes=None)
+        if self.char_used == "C":
+            stored = min(self.data_length or MAX_STRING_BYTES, MAX_STRING_BYTES)
+            return TextLimit(where, chars=declared, bytes=stored)
+        return TextLimit(where, chars=None, bytes=min(self.data_length or declared, MAX_STRING_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimit:
+    """What one text column holds: at most ``chars`` characters (a length declared in CHAR) and
+    at most ``bytes`` bytes (always, for VARCHAR2: the declared BYTE length, or the 4 000 bytes of
+    ``MAX_STRING_SIZE=STANDARD`` for a CHAR length)."""
+
+    column: str
+    chars: int | None
+    bytes: int | None
+
+    @property
+    def safe_length(self) -> int:
+        """Any text of at most this many characters fits, whatever its characters."""
+        by_chars = self.chars if self.chars is not None else MAX_STRING_BYTES
+        by_bytes = self.bytes // UTF8_MAX_BYTES_PER_CHAR if self.bytes is not None else by_chars
+        return min(by_chars, by_bytes)
+
+    def refusal(self, text: str) -> str | None:
+        """Why the column cannot hold ``text`` (Oracle's ORA-12899, said before sending), or None."""
+        length = len(text)
+        if self.chars is not None and length > self.chars:
+            return (
+                f"value too large for column {self.column} "
+                f"(actual: {length} characters, maximum: {self.chars} characters)"
+            )
+        if self.bytes is not None and length > self.bytes // UTF8_MAX_BYTES_PER_CHAR:
+            size = utf8_length(text)
+            if size > self.bytes:
+                return (
+                    f"value too large for column {self.column} "
+                    f"(actual: {size} bytes in UTF-8, maximum: {self.bytes} bytes)"
+                )
+        return None
+
+    def describe(self) -> str:
+        if self.chars is not None and self.bytes is not None:
+            return f"{self.chars} characters and at most {self.bytes} bytes"
+        if self.chars is not None:
+            return f"{self.chars} characters"
+        return f"{self.bytes} bytes"
 
 
 class ValueMode(StrEnum):
@@ -188,12 +277,45 @@ class TableLayout:
     """The kind of each bind, in order: ``name``, ``number``, ``text``, ``timestamp``, ``quality``."""
     warnings: tuple[str, ...] = ()
     """Things an operator should know that do not stop writing (a NUMBER with a scale rounds)."""
+    limits: tuple[TextLimit | None, ...] = ()
+    """Each bind's text limit (None for a number or a timestamp), in bind order."""
 
     @property
     def insert_sql(self) -> str:
         names = ", ".join(f'"{name}"' for name in self.columns)
         marks = ", ".join(f":{i}" for i in range(1, len(self.columns) + 1))
         return f"INSERT INTO {self.table.sql} ({names}) VALUES ({marks})"
+
+    def checked_binds(self) -> list[tuple[int, TextLimit]]:
+        """The bind positions whose text needs checking, with their limits: a column that holds
+        anything the collector accepts (the tag name in CHAR semantics) needs no check per row."""
+        accepted = {"name": MAX_TAG_NAME_LENGTH, "text": MAX_TEXT_LENGTH, "quality": QUALITY_LENGTH}
+        return [
+            (position, limit)
+            for position, (kind, limit) in enumerate(zip(self.binds, self.limits, strict=False))
+            if limit is not None and limit.safe_length < accepted.get(kind, MAX_TEXT_LENGTH)
+        ]
+
+
+def _design_limits(
+    table: TableName, columns: tuple[str, ...], binds: tuple[str, ...]
+) -> tuple[TextLimit | None, ...]:
+    """The limits of the columns as :func:`ddl` declares them."""
+    declared = {"name": MAX_TAG_NAME_LENGTH, "text": MAX_TEXT_LENGTH, "quality": QUALITY_LENGTH}
+    limits: list[TextLimit | None] = []
+    for name, kind in zip(columns, binds, strict=True):
+        if kind in declared:
+            info = ColumnInfo(
+                name,
+                "VARCHAR2",
+                declared[kind],
+                char_used="C",
+                data_length=min(declared[kind] * UTF8_MAX_BYTES_PER_CHAR, MAX_STRING_BYTES),
+            )
+            limits.append(info.text_limit(table))
+        else:
+            limits.append(None)
+    return tuple(limits)
 
 
 def layout_for(table: str, columns: ColumnSpec, mode: ValueMode = ValueMode.SPLIT) -> TableLayout:
@@ -210,7 +332,9 @@ def layout_for(table: str, columns: ColumnSpec, mode: ValueMode = ValueMode.SPLI
     else:
         cols = (c.tag_name, c.tag_value, c.timestamp, c.quality)
         binds = ("name", "text", "timestamp", "quality")
-    return TableLayout(TableName.parse(table), mode, tuple(n.upper() for n in cols), binds)
+    target = TableName.parse(table)
+    upper = tuple(n.upper() for n in cols)
+    return TableLayout(target, mode, upper, binds, limits=_design_limits(target, upper, binds))
 
 
 def check_columns(table: str, columns: ColumnSpec, found: Iterable[ColumnInfo]) -> TableLayout:
@@ -291,7 +415,32 @@ def check_columns(table: str, columns: ColumnSpec, found: Iterable[ColumnInfo]) 
                 "not write it: every insert would fail",
                 code="ORA-01400",
             )
-    return TableLayout(layout.table, layout.mode, layout.columns, layout.binds, tuple(warnings))
+    limits: list[TextLimit | None] = []
+    for name, kind in zip(layout.columns, layout.binds, strict=True):
+        info = by_name[name]
+        limit = info.text_limit(target) if info.data_type in TEXT_TYPES else None
+        limits.append(limit)
+        if limit is not None:
+            warnings.extend(_narrow(info, kind, limit))
+    return TableLayout(
+        layout.table, layout.mode, layout.columns, layout.binds, tuple(warnings), tuple(limits)
+    )
+
+
+def _narrow(info: ColumnInfo, kind: str, limit: TextLimit) -> list[str]:
+    """A warning when a column holds less than the collector accepts: those values are rejected."""
+    if kind == "name" and limit.safe_length < MAX_TAG_NAME_LENGTH:
+        hint = f"; declare it VARCHAR2({MAX_TAG_NAME_LENGTH} CHAR)" if info.char_used != "C" else ""
+        return [
+            f"column {limit.column} holds {limit.describe()}: tag names longer than that "
+            f"(up to {MAX_TAG_NAME_LENGTH} characters are accepted) are rejected{hint}"
+        ]
+    if kind == "text" and limit.safe_length < MAX_TEXT_LENGTH // UTF8_MAX_BYTES_PER_CHAR:
+        return [
+            f"column {limit.column} holds {limit.describe()}: longer text values "
+            f"(up to {MAX_TEXT_LENGTH} bytes are accepted) are rejected"
+        ]
+    return []
 
 
 def _plain_timestamp(info: ColumnInfo) -> bool:

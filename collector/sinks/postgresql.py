@@ -36,17 +36,22 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from opentelemetry import trace
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from collector.model import TagValue, split_value, to_utc
 from collector.sinks.base import ColumnSpec, RowError, SinkError, WriteResult
 from collector.sinks.postgresql_errors import classify, is_row_error, row_error
-from collector.sinks.postgresql_schema import ddl, insert_statement
+from collector.sinks.postgresql_schema import ddl, identifier, insert_statement
 from collector.sinks.postgresql_session import CallDeadline, connect_kwargs, statement_timeout_ms
+from collector.sinks.spans import insert_span, record_result
 from collector.sinks.watchdog import Guard
 
 __all__ = ["PgRow", "PostgresSink", "UnstorableTextError", "ddl", "pg_row"]
+
+DEFAULT_PORT = 5432
 
 POOL_RECONNECT_GIVE_UP_S = 0.5
 """How long the pool keeps retrying a failed connection in the background (see __init__)."""
@@ -61,6 +66,27 @@ class UnstorableTextError(ValueError):
 
     code = "22021"
     """character_not_in_repertoire, what the server says for such text."""
+
+
+def span_attributes(dsn: str, table: str) -> dict[str, str | int]:
+    """The span attributes known from the configuration, as the PostgreSQL conventions ask:
+    ``server.address`` as configured, ``server.port`` when not the default 5432, ``db.namespace``
+    as ``{database}|{schema}`` (the database alone when the table names no schema, since the
+    session's search path is not known without a query)."""
+    params = conninfo_to_dict(dsn)
+    attributes: dict[str, str | int] = {}
+    host = str(params.get("host") or "")
+    if host and "," not in host:
+        attributes["server.address"] = host
+        port = str(params.get("port") or "")
+        if port.isdigit() and int(port) != DEFAULT_PORT:
+            attributes["server.port"] = int(port)
+    database = str(params.get("dbname") or params.get("user") or "")
+    schema = table.lower().split(".")[0] if "." in table else ""
+    namespace = "|".join(part for part in (database, schema) if part)
+    if namespace:
+        attributes["db.namespace"] = namespace
+    return attributes
 
 
 def pg_row(value: TagValue) -> PgRow:
@@ -101,10 +127,14 @@ class PostgresSink:
         connect_timeout_s: float = 5.0,
         call_timeout_s: float = 10.0,
         pool_wait_timeout_s: float = 5.0,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
         self.table = table
+        self._tracer = tracer if tracer is not None else trace.get_tracer(__name__)
+        self._collection = identifier(table).replace('"', "")
+        self._span_attributes = span_attributes(dsn, table)
         self._columns = columns or ColumnSpec()
         self._dsn = dsn
         self._pool_wait_timeout_s = pool_wait_timeout_s
@@ -157,24 +187,34 @@ class PostgresSink:
             positions.append(index)
         if not rows:
             return result
-        conn = self._getconn()
-        guard: Guard | None = None
-        try:
-            with self._deadline.guard(conn) as guard:
-                try:
-                    written = self._execute(conn, rows)
-                except psycopg.Error as exc:
-                    if not is_row_error(exc):
-                        raise
-                    written = self._isolate(conn, rows, positions, result, exc)
-        except psycopg.Error as exc:
-            raise self._failure(exc, guard) from exc
-        finally:
-            self._pool.putconn(conn)
-        result.rejected.sort(key=lambda error: error.index)
-        refused_by_server = len(result.rejected) - (len(batch) - len(rows))
-        result.written = written
-        result.duplicates = len(rows) - written - refused_by_server
+        # One statement takes every row as operands: for the conventions that is an INSERT, not
+        # a batch of operations (the isolation of bad rows, when needed, runs inside the span).
+        with insert_span(
+            self._tracer,
+            system=self.system_name,
+            table=self._collection,
+            parameter_sets=1,
+            attributes=self._span_attributes,
+        ) as span:
+            conn = self._getconn()
+            guard: Guard | None = None
+            try:
+                with self._deadline.guard(conn) as guard:
+                    try:
+                        written = self._execute(conn, rows)
+                    except psycopg.Error as exc:
+                        if not is_row_error(exc):
+                            raise
+                        written = self._isolate(conn, rows, positions, result, exc)
+            except psycopg.Error as exc:
+                raise self._failure(exc, guard) from exc
+            finally:
+                self._pool.putconn(conn)
+            result.rejected.sort(key=lambda error: error.index)
+            refused_by_server = len(result.rejected) - (len(batch) - len(rows))
+            result.written = written
+            result.duplicates = len(rows) - written - refused_by_server
+            record_result(span, result)
         return result
 
     def _getconn(self) -> psycopg.Connection[Any]:

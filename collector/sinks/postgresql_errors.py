@@ -32,6 +32,9 @@ TRANSIENT_STATES = frozenset({"55P03", "25P03", "25006"})
 """Lock not available, idle-in-transaction timeout, read-only transaction (a failover in
 progress: the address will soon reach a writable primary again)."""
 
+CREDENTIAL_STATES = frozenset({"28P01", "28000"})
+"""Invalid password, invalid authorization: the server refused the login itself."""
+
 CALL_TIMEOUT = "CALL_TIMEOUT"
 """The code of a call the client-side deadline abandoned (no answer at all, not even an error)."""
 
@@ -58,12 +61,16 @@ def classify(exc: BaseException) -> SinkError:
     state: str | None = getattr(exc, "sqlstate", None)
     if state:
         if state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES:
-            return TransientSinkError(text, code=state)
-        return PermanentSinkError(text, code=state)
+            return TransientSinkError(text, code=state, from_database=True)
+        return PermanentSinkError(
+            text, code=state, from_database=True, credentials=state in CREDENTIAL_STATES
+        )
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         for pattern, code in _LOGIN_REFUSALS:
             if pattern.search(text):
-                return PermanentSinkError(text, code=code)
+                return PermanentSinkError(
+                    text, code=code, from_database=True, credentials=code in CREDENTIAL_STATES
+                )
         code = "08001" if "connection failed" in text or "timeout" in text else "08006"
         return TransientSinkError(text, code=code)
     return PermanentSinkError(text, code=type(exc).__name__)

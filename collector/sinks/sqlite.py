@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from opentelemetry import trace
+
 from collector.model import (
     MAX_TAG_NAME_LENGTH,
     MAX_TEXT_LENGTH,
@@ -30,6 +32,7 @@ from collector.sinks.base import (
     TransientSinkError,
     WriteResult,
 )
+from collector.sinks.spans import insert_span, record_result
 
 SQLITE_MAX_INTEGER = 2**63 - 1
 """SQLite's INTEGER is 64-bit; larger integers go to the text column rather than being rounded."""
@@ -89,9 +92,11 @@ class SqliteSink:
         columns: ColumnSpec | None = None,
         busy_timeout_s: float = 5.0,
         create_table: bool = True,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.path = Path(path)
         self.table = table
+        self._tracer = tracer if tracer is not None else trace.get_tracer(__name__)
         self._columns = columns or ColumnSpec()
         self._busy_timeout_s = busy_timeout_s
         self._create_table = create_table
@@ -139,7 +144,12 @@ class SqliteSink:
             positions.append(index)
         if not rows:
             return result
-        with self._lock:
+        with (
+            self._lock,
+            insert_span(
+                self._tracer, system=self.system_name, table=self.table, parameter_sets=len(rows)
+            ) as span,
+        ):
             conn = self._connect()
             try:
                 written = self._insert_all(conn, rows)
@@ -148,8 +158,9 @@ class SqliteSink:
             except (sqlite3.Error, OSError) as exc:
                 self._rollback(conn)
                 raise _classify(exc) from exc
-        result.written = written
-        result.duplicates = len(rows) - written - _rejected_after(result, positions)
+            result.written = written
+            result.duplicates = len(rows) - written - _rejected_after(result, positions)
+            record_result(span, result)
         return result
 
     def _insert_all(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
@@ -291,8 +302,10 @@ def _error_code(exc: sqlite3.Error) -> str:
 
 def _classify(exc: BaseException) -> SinkError:
     message = str(exc)
+    # SQLite's own result code (SQLITE_BUSY) when it gave one; else the exception's class.
+    from_database = getattr(exc, "sqlite_errorname", None) is not None
     code = _error_code(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
     lowered = message.lower()
     if isinstance(exc, OSError) or any(marker in lowered for marker in _TRANSIENT_MARKERS):
-        return TransientSinkError(message, code=code)
-    return PermanentSinkError(message, code=code)
+        return TransientSinkError(message, code=code, from_database=from_database)
+    return PermanentSinkError(message, code=code, from_database=from_database)

@@ -6,22 +6,33 @@ endpoint); ``OTEL_TRACES_EXPORTER=console`` prints them; with none of these noth
 the writer's spans cost next to nothing. The exporter itself reads its usual variables (headers,
 timeout, compression), the SDK reads the sampler (``OTEL_TRACES_SAMPLER``), the batch processor
 settings (``OTEL_BSP_*``) and the resource (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``).
+The resource always carries ``service.instance.id``, so the traces of several plants can be told
+apart: ``OTEL_RESOURCE_ATTRIBUTES=service.instance.id=...`` sets it, else it is the host name and
+the API port.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from collector import __version__
 from collector.logs import log_event
+from collector.redaction import redact_dsn
 
 log = logging.getLogger("collector.telemetry")
 
@@ -63,8 +74,17 @@ def exporter_names(environ: Mapping[str, str]) -> list[str]:
     return [] if "none" in names else names
 
 
-def configure_tracing(environ: Mapping[str, str] | None = None) -> Tracing:
-    """Build the tracing the environment asks for (``os.environ`` by default)."""
+def default_instance_id(port: int | None = None) -> str:
+    """``service.instance.id`` when ``OTEL_RESOURCE_ATTRIBUTES`` sets none: the host name, and the
+    API port when there is one (two collectors on one machine cannot share a port). Stable across
+    restarts, so a plant's traces stay together, and readable in a trace view."""
+    host = socket.gethostname() or "localhost"
+    return f"{host}:{port}" if port else host
+
+
+def configure_tracing(environ: Mapping[str, str] | None = None, *, instance_id: str | None = None) -> Tracing:
+    """Build the tracing the environment asks for (``os.environ`` by default); ``instance_id`` is
+    the resource's ``service.instance.id`` unless ``OTEL_RESOURCE_ATTRIBUTES`` names one."""
     env = os.environ if environ is None else environ
     exporters: list[tuple[str, SpanExporter]] = []
     for name in exporter_names(env):
@@ -75,16 +95,17 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> Tracing:
         # Nothing to export to: use the global tracer, a no-op unless the application embedding the
         # collector installed a provider of its own.
         return Tracing(trace.get_tracer(TRACER_NAME, __version__))
-    provider = TracerProvider(resource=_resource())
+    provider = TracerProvider(resource=_resource(instance_id or default_instance_id()))
     for _, exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     names = tuple(name for name, _ in exporters)
+    endpoint = next((env[v] for v in ENDPOINT_VARIABLES if env.get(v)), None)
     log_event(
         log,
         logging.INFO,
         "tracing_enabled",
         exporters=",".join(names),
-        endpoint=next((env[v] for v in ENDPOINT_VARIABLES if env.get(v)), None),
+        endpoint=redact_dsn(endpoint) if endpoint else None,  # user:password@ is allowed there
     )
     return Tracing(provider.get_tracer(TRACER_NAME, __version__), provider, names)
 
@@ -113,8 +134,14 @@ def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter | None:
     return None
 
 
-def _resource() -> Resource:
+def _resource(instance_id: str) -> Resource:
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; ours fill the gaps.
     resource = Resource.create({SERVICE_VERSION: __version__})
+    defaults: dict[str, str] = {}
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    return resource
+        defaults[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    # The SDK may invent a random id per start; a stable one keeps a plant's traces together
+    # across restarts, so ours replaces it unless the environment names one.
+    if not OTELResourceDetector().detect().attributes.get(SERVICE_INSTANCE_ID):
+        defaults[SERVICE_INSTANCE_ID] = instance_id
+    return resource.merge(Resource(defaults)) if defaults else resource

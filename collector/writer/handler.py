@@ -263,8 +263,8 @@ def _describe_attempt(span: trace.Span, result: WriteResult | None, error: SinkE
     # error.type: the database's own code when it has one, else the driver's exception class.
     error_type = error.code or (type(cause).__qualname__ if cause is not None else type(error).__qualname__)
     span.set_attribute("error.type", error_type)
-    if error.code:
-        span.set_attribute("db.response.status_code", error.code)
+    if error.database_code:  # only the database's own codes; the collector's stay in error.type
+        span.set_attribute("db.response.status_code", error.database_code)
     span.set_attribute("collector.error.kind", error.kind.value)
     span.record_exception(error)
     span.set_status(trace.Status(trace.StatusCode.ERROR, error.describe()))

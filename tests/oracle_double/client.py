@@ -15,6 +15,9 @@ from tests.oracle_double.binding import bind_all
 from tests.oracle_double.errors import WouldHangError, driver_error
 from tests.oracle_double.sql import DICTIONARY
 
+MAX_BATCH_ERRORS = 65_535
+"""python-oracledb (thin) reads at most this many batch errors back from one executemany."""
+
 if TYPE_CHECKING:
     from tests.oracle_double.server import FakeOracle, Session
 
@@ -91,13 +94,13 @@ class FakePool:
         self._verify_open()
         session = connection._detach()
         # The pool rolls back whatever the connection left uncommitted.
-        session.pending.clear()
+        self.db.rollback_session(session)
         self._give_back(session)
 
     def drop(self, connection: FakeConnection) -> None:
         self._verify_open()
         session = connection._detach()
-        session.pending.clear()
+        self.db.rollback_session(session)
         session.alive = False
         self.dropped += 1
         self._give_back(session)
@@ -174,7 +177,7 @@ class FakeConnection:
 
     def rollback(self) -> None:
         session = self._trip("rollback")
-        session.pending.clear()
+        self._db.rollback_session(session)
 
     def close(self) -> None:
         self._pool.release(self)
@@ -233,6 +236,13 @@ class FakeCursor:
         self._db.after_call(session, "execute")
         return self
 
+    def fetchone(self) -> tuple[object, ...] | None:
+        self._verify()
+        if not self._results:
+            return None
+        self.rowcount += 1
+        return self._results.pop(0)
+
     def fetchall(self) -> list[tuple[object, ...]]:
         self._verify()
         rows, self._results = self._results, []
@@ -262,10 +272,16 @@ class FakeCursor:
                 expected_num=len(names),
                 actual_num=len(bound[0]),
             )
-        inserted, errors = self._db.insert_rows(session, table, names, bound, batcherrors)
+        inserted, errors = self._db.insert_rows(
+            session, table, names, bound, batcherrors, call_timeout_ms=self.connection._call_timeout_ms
+        )
+        self._declared = []
+        if len(errors) > MAX_BATCH_ERRORS:
+            # The server has run every row (the good ones wait in the transaction); the thin
+            # driver cannot read back that many errors and fails the call.
+            raise driver_error(driver_errors.ERR_TOO_MANY_BATCH_ERRORS)
         self.rowcount = inserted
         self._batch_errors = errors
-        self._declared = []
         self._db.after_call(session, "executemany")
 
     def getbatcherrors(self) -> list[Any]:

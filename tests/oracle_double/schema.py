@@ -22,6 +22,13 @@ from tests.oracle_double.sql import (
     statements,
 )
 
+MAX_STRING_BYTES = 4000
+"""``MAX_STRING_SIZE=STANDARD``, the default (and the compose image's): a VARCHAR2 holds at most
+4 000 bytes whatever its length semantics."""
+
+BYTES_PER_CHAR = 4
+"""The most bytes one character takes in the database character set, AL32UTF8."""
+
 
 @dataclass
 class Column:
@@ -47,6 +54,15 @@ class Column:
     @property
     def is_text(self) -> bool:
         return self.data_type in {"VARCHAR2", "NVARCHAR2", "CHAR", "NCHAR"}
+
+    @property
+    def data_length(self) -> int:
+        """DATA_LENGTH: the most bytes a value may take (AL32UTF8: four per character, and never
+        more than the 4 000 bytes of ``MAX_STRING_SIZE=STANDARD``)."""
+        if not self.is_text:
+            return 22
+        length = self.length or 0
+        return min(length * BYTES_PER_CHAR, MAX_STRING_BYTES) if self.char_semantics else length
 
 
 @dataclass
@@ -116,8 +132,14 @@ def _store(table: Table, column: Column, value: object) -> object:
         return None
     if column.is_text:
         text = value if isinstance(value, str) else _to_char(value)
-        size = len(text) if column.char_semantics else len(text.encode())
-        if column.length is not None and size > column.length:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        # A length in characters still never holds more than DATA_LENGTH bytes.
+        for counted, maximum in ((len(text), column.length), (size, column.data_length)):
+            if column.char_semantics and maximum is not None and counted > maximum:
+                raise RowFailure(
+                    12899, f"value too large for column {where} (actual: {counted}, maximum: {maximum})"
+                )
+        if not column.char_semantics and column.length is not None and size > column.length:
             raise RowFailure(
                 12899, f"value too large for column {where} (actual: {size}, maximum: {column.length})"
             )
@@ -163,7 +185,11 @@ def dictionary_value(column: Column, item: str) -> object:
     if item == "char_length":
         return column.length if column.is_text else 0
     if item == "data_length":
-        return (column.length or 0) * (4 if column.char_semantics else 1) if column.is_text else 22
+        return column.data_length
+    if item == "char_used":
+        if not column.is_text:
+            return None
+        return "C" if column.char_semantics or column.data_type in {"NVARCHAR2", "NCHAR"} else "B"
     if item == "data_precision":
         return column.precision if column.data_type in {"NUMBER", "FLOAT"} else None
     if item == "data_scale":
@@ -238,6 +264,8 @@ def _column_of(match: re.Match[str]) -> Column:
         size, _, semantics = (args[0] if args else "1").partition(" ")
         column.length = int(size)
         column.char_semantics = semantics.upper() == "CHAR"  # NLS_LENGTH_SEMANTICS is BYTE by default
+        if not column.char_semantics and column.length > MAX_STRING_BYTES:
+            raise server_error(910, "specified length too long for its datatype")
     elif kind in {"NUMBER", "FLOAT"} and args:
         column.precision = int(args[0])
         column.scale = int(args[1]) if len(args) > 1 else (0 if kind == "NUMBER" else None)

@@ -28,7 +28,17 @@ from tests.oracle_double.errors import (
     session_killed,
 )
 from tests.oracle_double.schema import Catalog, RowFailure, Table, can, dictionary_value, server_row
-from tests.oracle_double.sql import DICTIONARY, INSERT, KEY_SELECT, host_port_of, ident, service_of, split_top
+from tests.oracle_double.sql import (
+    CONTEXT_SELECT,
+    DICTIONARY,
+    INSERT,
+    KEY_SELECT,
+    USERENV_ITEM,
+    host_port_of,
+    ident,
+    service_of,
+    split_top,
+)
 
 
 @dataclass
@@ -43,6 +53,9 @@ class Fault:
 
 _id_counter = itertools.count(1)
 
+GATE_LIMIT_S = 30.0
+"""A held call that nobody releases fails the test rather than hanging it."""
+
 
 class FakeOracle:
     """The server and the network in one object; also the "driver module" the sink is given
@@ -56,8 +69,16 @@ class FakeOracle:
         supports_bool: bool = True,
     ) -> None:
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        """Notified whenever uncommitted rows go (commit, rollback, a session lost): row-lock waiters."""
+        self.lock_waits = 0
+        self._gates: list[tuple[str, threading.Event]] = []
         self.users = {name.upper(): secret for name, secret in (users or {"APP": "app-secret"}).items()}
         self.service_name = service_name
+        # The container database of the image: DB_NAME FREE, one instance of the same name.
+        self.db_unique_name = "FREE"
+        self.db_name = "FREE"
+        self.instance_name = "FREE"
         self.supports_bool = supports_bool
         self.catalog = Catalog(self.lock)
         self.tables = self.catalog.tables
@@ -75,6 +96,19 @@ class FakeOracle:
         self.connects = 0
         self.commits = 0
         self.call_timeouts: list[int] = []
+
+    def userenv(self, name: str) -> str:
+        """``SYS_CONTEXT('USERENV', name)`` for the few names the collector reads."""
+        values = {
+            "DB_UNIQUE_NAME": self.db_unique_name,
+            "DB_NAME": self.db_name,
+            "INSTANCE_NAME": self.instance_name,
+            "CON_NAME": self.service_name.upper(),
+            "SERVICE_NAME": self.service_name,
+        }
+        if name.upper() not in values:
+            raise server_error(2003, "invalid USERENV parameter")
+        return values[name.upper()]
 
     # --- the driver module's surface
 
@@ -110,6 +144,14 @@ class FakeOracle:
 
     # --- faults
 
+    def hold(self, operation: str) -> threading.Event:
+        """Make the next call of ``operation`` (from any session) wait until the returned event is
+        set: a session paused between its insert and its commit, holding its row locks."""
+        gate = threading.Event()
+        with self.lock:
+            self._gates.append((operation, gate))
+        return gate
+
     def inject(
         self, operation: str, error: Callable[[], BaseException], *, times: int = 1, after: bool = False
     ) -> None:
@@ -124,9 +166,13 @@ class FakeOracle:
             self._row_rules.append((matches, code, text))
 
     def go_down(self) -> None:
-        """The instance stops answering: new connections are refused, open sessions are lost."""
+        """The instance stops answering: new connections are refused, open sessions are lost
+        (and with them their uncommitted rows)."""
         with self.lock:
             self.up = False
+            for session in self._sessions:
+                session.pending.clear()
+            self.changed.notify_all()
 
     def come_up(self) -> None:
         with self.lock:
@@ -139,6 +185,8 @@ class FakeOracle:
             alive = [s for s in self._sessions if s.alive]
             for session in alive:
                 session.killed = True
+                session.pending.clear()  # PMON rolls a killed session's transaction back
+            self.changed.notify_all()
             return len(alive)
 
     @property
@@ -190,6 +238,12 @@ class FakeOracle:
         if not self.up:
             session.alive = False
             raise connection_lost()
+        with self.lock:
+            gate = next((g for op, g in self._gates if op == operation), None)
+            if gate is not None:
+                self._gates.remove((operation, gate))
+        if gate is not None and not gate.wait(GATE_LIMIT_S):
+            raise WouldHangError(f"{operation} held for {GATE_LIMIT_S} s: the test never released it")
         fault = self._take_fault(operation, after=False)
         if fault is not None:
             _apply_fault(session, fault)
@@ -239,6 +293,9 @@ class FakeOracle:
         return table, names
 
     def dictionary(self, session: Session, sql: str, binds: dict[str, object]) -> list[tuple[object, ...]]:
+        context = CONTEXT_SELECT.match(sql)
+        if context is not None:
+            return [tuple(self.userenv(name) for name in USERENV_ITEM.findall(context.group("items")))]
         match = DICTIONARY.match(sql)
         if match is None:
             raise server_error(900, "invalid SQL statement")
@@ -283,38 +340,116 @@ class FakeOracle:
             ]
 
     def insert_rows(
-        self, session: Session, table: Table, names: list[str], rows: list[list[object]], batcherrors: bool
+        self,
+        session: Session,
+        table: Table,
+        names: list[str],
+        rows: list[list[object]],
+        batcherrors: bool,
+        *,
+        call_timeout_ms: int = 0,
     ) -> tuple[int, list[Any]]:
+        """Run one INSERT per parameter set, as Oracle does inside one call.
+
+        A key another session inserted and has not committed is locked: this session waits until
+        that one commits (then the row is a duplicate, ORA-00001) or rolls back (then it goes in),
+        for at most the call timeout (DPY-4024). Two sessions each waiting for the other is a
+        deadlock: the one that would close the circle gets ORA-00060. Either failure undoes this
+        call's rows (statement-level rollback); the session's earlier work stays.
+        """
         inserted = 0
         errors: list[Any] = []
+        deadline = time.monotonic() + call_timeout_ms / 1000 if call_timeout_ms > 0 else None
         with self.lock:
-            pending_keys = {key for other in self._sessions for (t, key, _) in other.pending if t is table}
-            for offset, values in enumerate(rows):
-                try:
-                    row = server_row(table, dict(zip(names, values, strict=True)))
-                    for matches, code, text in self._row_rules:
-                        if matches(row):
-                            raise RowFailure(code, text)
-                    key = (
-                        tuple(row[c] for c in table.primary_key)
-                        if table.primary_key
-                        else (next(_id_counter),)
-                    )
-                    if key in table.rows or key in pending_keys:
-                        raise RowFailure(
-                            1,
-                            f"unique constraint ({table.owner}.{table.pk_name}) violated on table "
-                            f"{table.qualified} columns ({', '.join(table.primary_key)})",
+            mark = len(session.pending)
+            own_keys = {key for (t, key, _) in session.pending if t is table}
+            try:
+                for offset, values in enumerate(rows):
+                    try:
+                        row = server_row(table, dict(zip(names, values, strict=True)))
+                        for matches, code, text in self._row_rules:
+                            if matches(row):
+                                raise RowFailure(code, text)
+                        key = (
+                            tuple(row[c] for c in table.primary_key)
+                            if table.primary_key
+                            else (next(_id_counter),)
                         )
-                except RowFailure as failure:
-                    if not batcherrors:
-                        raise server_error(failure.code, failure.text, offset=offset) from None
-                    errors.append(batch_error(failure.code, failure.text, offset))
-                    continue
-                session.pending.append((table, key, row))
-                pending_keys.add(key)
-                inserted += 1
+                        if key not in own_keys:
+                            self._wait_for_row_lock(session, table, key, deadline, call_timeout_ms)
+                        if key in table.rows or key in own_keys:
+                            raise RowFailure(
+                                1,
+                                f"unique constraint ({table.owner}.{table.pk_name}) violated on table "
+                                f"{table.qualified} columns ({', '.join(table.primary_key)})",
+                            )
+                    except RowFailure as failure:
+                        if not batcherrors:
+                            raise server_error(failure.code, failure.text, offset=offset) from None
+                        errors.append(batch_error(failure.code, failure.text, offset))
+                        continue
+                    session.pending.append((table, key, row))
+                    own_keys.add(key)
+                    inserted += 1
+            except BaseException:
+                del session.pending[mark:]  # statement-level rollback
+                self.changed.notify_all()
+                raise
         return inserted, errors
+
+    def _wait_for_row_lock(
+        self,
+        session: Session,
+        table: Table,
+        key: tuple[object, ...],
+        deadline: float | None,
+        call_timeout_ms: int,
+    ) -> None:
+        """Block (releasing the server lock) while another session holds ``key`` uncommitted."""
+        while (holder := self._holder(session, table, key)) is not None:
+            if self._waits_for(holder, session):
+                raise server_error(60, "deadlock detected while waiting for resource")
+            if deadline is None:
+                raise WouldHangError("a row lock wait with no call_timeout: it would wait for ever")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                # The driver's break cancels the statement; the session itself stays usable.
+                raise driver_error(driver_errors.ERR_CALL_TIMEOUT_EXCEEDED, timeout=call_timeout_ms)
+            session.waiting_for = holder
+            self.lock_waits += 1
+            try:
+                self.changed.wait(remaining)
+            finally:
+                session.waiting_for = None
+
+    def _holder(self, session: Session, table: Table, key: tuple[object, ...]) -> Session | None:
+        for other in self._sessions:
+            if other is not session and any(t is table and k == key for (t, k, _) in other.pending):
+                return other
+        return None
+
+    @staticmethod
+    def _waits_for(holder: Session, session: Session) -> bool:
+        seen: set[int] = set()
+        current: Session | None = holder
+        while current is not None and current.id not in seen:
+            if current is session:
+                return True
+            seen.add(current.id)
+            current = current.waiting_for
+        return False
+
+    def rollback_session(self, session: Session) -> None:
+        """Undo the session's uncommitted rows and wake every session waiting on their locks."""
+        with self.lock:
+            session.pending.clear()
+            self.changed.notify_all()
+
+    @property
+    def waiting_sessions(self) -> int:
+        """Sessions blocked on another session's row lock right now."""
+        with self.lock:
+            return sum(1 for s in self._sessions if s.waiting_for is not None)
 
     def commit_session(self, session: Session) -> None:
         with self.lock:
@@ -322,6 +457,7 @@ class FakeOracle:
                 table.rows[key] = row
             session.pending.clear()
             self.commits += 1
+            self.changed.notify_all()
 
 
 @dataclass(eq=False)
@@ -332,6 +468,8 @@ class Session:
     killed: bool = False
     closed: bool = False
     pending: list[tuple[Table, tuple[object, ...], dict[str, object]]] = field(default_factory=list)
+    waiting_for: Session | None = None
+    """The session whose uncommitted row this one is waiting on, if any."""
 
 
 def _apply_fault(session: Session, fault: Fault) -> None:

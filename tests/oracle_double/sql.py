@@ -18,6 +18,8 @@ KEY_SELECT = re.compile(
     r"\((?P<pairs>.*)\)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
+CONTEXT_SELECT = re.compile(r"^\s*SELECT\s+(?P<items>SYS_CONTEXT\s*\(.*?)\s+FROM\s+DUAL\s*$", re.I | re.S)
+USERENV_ITEM = re.compile(r"SYS_CONTEXT\s*\(\s*'USERENV'\s*,\s*'(\w+)'\s*\)", re.I)
 DICTIONARY = re.compile(
     r"^\s*SELECT\s+(?P<select>.+?)\s+FROM\s+(?P<view>user_tab_columns|all_tab_columns)\b.*$",
     re.IGNORECASE | re.DOTALL,
