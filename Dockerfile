@@ -11,6 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY collector ./collector
+# The runbook the API serves at /runbook (collector/api/runbook.md links to it).
+COPY docs/runbook.md ./docs/runbook.md
 RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --system --uid 10001 --home-dir /var/lib/collector collector \
     && mkdir -p /var/lib/collector/backup /var/lib/collector/data \

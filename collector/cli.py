@@ -212,6 +212,7 @@ def _schema(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -
 
 def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     # Imported here so that check-config and schema start fast and need no database driver.
+    from collector.limits import raise_open_file_limit
     from collector.service import CollectorService, StartupError
 
     config = loaded.config
@@ -225,6 +226,8 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> in
             print(f"collector: {redact(problem)}", file=sys.stderr)
         log_event(log, logging.CRITICAL, "startup_failed", "; ".join(problems))
         return EXIT_CONFIG
+    # Before anything opens a file: backups must never be refused for want of a descriptor.
+    raise_open_file_limit()
     try:
         service = CollectorService(config)
     except (SinkError, OSError) as exc:

@@ -316,6 +316,12 @@ class ApiConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    max_connections: Annotated[int, Field(ge=4, le=10_000)] = 64
+    """Open API connections at most (lowered at start to fit the open-file limit); at the cap the
+    connection idle longest is closed for a new one."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Names besides loopback addresses and ``localhost`` that a request's Host header may carry
+    while the API is bound to loopback (a guard against DNS rebinding)."""
 
 
 class LoggingConfig(_Section):

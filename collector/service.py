@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Protocol
 
 from collector import __version__
-from collector.api import ApiApp, ApiServer, ServiceInfo
+from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
@@ -181,11 +181,21 @@ class CollectorService:
         self.backup_contents = ContentsCache()
         self.components: list[Component] = [self.telemetry]
         self.telemetry.watch(
-            self.snapshot, self.inventory, build_info={"version": __version__, "sink": config.sink.type}
+            self.snapshot,
+            self.inventory,
+            build_info={"version": __version__, "sink": config.sink.type},
+            spill_ratio=spill_level / buffer_cfg.max_size if spill_level is not None else None,
+            backup_dirs=self.backup.directories,
         )
         self.api: ApiServer | None = None
         if config.api.enabled:
-            self.api = ApiServer(ApiApp(self, self.telemetry), config.api.host, config.api.port)
+            self.api = ApiServer(
+                ApiApp(self, self.telemetry),
+                config.api.host,
+                config.api.port,
+                limits=ServerLimits(max_connections=config.api.max_connections),
+                allowed_hosts=config.api.allowed_hosts,
+            )
             self.components.append(self.api)
         self._monitor_stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
@@ -275,7 +285,9 @@ class CollectorService:
     def _check_sink(self) -> None:
         try:
             self.sink.ping()
+            self.telemetry.listener.sink_answered(True)
         except SinkError as exc:
+            self.telemetry.listener.sink_answered(False)
             if not exc.transient:
                 raise StartupError(f"{self.config.sink.type} sink refused: {exc.describe()}") from exc
             # A database that is down at start is an outage like any other: run, back up, probe.
@@ -408,6 +420,8 @@ class CollectorService:
         circuit = self.writer.circuit.status()
         if circuit.state is CircuitState.OPEN:
             problems.append(f"database unavailable: {circuit.reason}")
+        elif not self.telemetry.listener.sink_contacted:
+            problems.append("the database has not answered yet")
         elif not self.telemetry.listener.sink_ok:
             problems.append("the last write failed; retrying")
         return problems

@@ -128,9 +128,57 @@ def test_grafana_finds_its_provisioning_dashboards_and_datasources(compose: dict
             assert link["datasourceUid"] in uids
 
 
-def test_the_collector_sends_traces_to_the_jaeger_service(compose: dict[str, Any]) -> None:
+def test_the_collector_sends_sampled_traces_to_a_bounded_jaeger(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    endpoint = urlsplit(_environment(services["collector"])["OTEL_EXPORTER_OTLP_ENDPOINT"])
-    assert endpoint.hostname in services and "jaeger" in services[endpoint.hostname]["image"]
-    assert endpoint.port == JAEGER_OTLP_HTTP_PORT
-    assert _environment(services[endpoint.hostname]).get("COLLECTOR_OTLP_ENABLED") == "true"
+    environment = _environment(services["collector"])
+    endpoint = urlsplit(environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    jaeger = services[endpoint.hostname]
+    image, tag = jaeger["image"].split("@")[0].rsplit(":", 1)
+    assert image == "jaegertracing/jaeger" and int(tag.split(".")[0]) >= 2, (
+        "Jaeger v1 is past its end of life"
+    )
+    config_path = _flag_value(jaeger["command"], "--config")
+    config = yaml.safe_load((ROOT / _mounts(jaeger)[config_path]).read_text())
+    http = config["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert endpoint.port == JAEGER_OTLP_HTTP_PORT == int(http.rsplit(":", 1)[1])
+    assert int(config["extensions"]["jaeger_query"]["http"]["endpoint"].rsplit(":", 1)[1]) == JAEGER_UI_PORT
+    (store,) = config["extensions"]["jaeger_storage"]["backends"].values()
+    assert 0 < store["memory"]["max_traces"] <= 100_000, "traces in memory must be bounded"
+    assert "otlp" in config["service"]["pipelines"]["traces"]["receivers"]
+    assert environment["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert 0 < float(environment["OTEL_TRACES_SAMPLER_ARG"]) <= 1
+
+
+def test_prometheus_sends_alerts_through_alertmanager_to_a_receiver(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    config_path = Path(_flag(prometheus["command"], "--config.file"))
+    config = yaml.safe_load(
+        (ROOT / _mounts(prometheus)[str(config_path.parent)] / config_path.name).read_text()
+    )
+    (target,) = [
+        t for a in config["alerting"]["alertmanagers"] for c in a["static_configs"] for t in c["targets"]
+    ]
+    host, port = target.rsplit(":", 1)
+    alertmanager = services[host]
+    assert "alertmanager" in alertmanager["image"] and port == "9093"
+    am_path = Path(_flag(alertmanager["command"], "--config.file"))
+    am_config = yaml.safe_load((ROOT / _mounts(alertmanager)[str(am_path.parent)] / am_path.name).read_text())
+    hooks = [h["url"] for r in am_config["receivers"] for h in r.get("webhook_configs", [])]
+    assert hooks
+    for hook in hooks:
+        url = urlsplit(hook)
+        receiver = services[url.hostname]
+        script = next(t for t, src in _mounts(receiver).items() if src.endswith("alert_receiver.py"))
+        assert script in receiver["command"] and str(url.port) in receiver["command"]
+    assert "runbook_base_url" in config["global"]["external_labels"]
+
+
+def _flag_value(command: list[str], name: str) -> str:
+    """The value of ``name VALUE`` or ``name=VALUE`` in a command list."""
+    for index, part in enumerate(command):
+        if part == name:
+            return command[index + 1]
+        if part.startswith(f"{name}="):
+            return part.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {command}")

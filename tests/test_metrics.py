@@ -81,6 +81,9 @@ def test_sink_up_follows_failures_probes_and_the_circuit(tmp_path: Path) -> None
     rig = make_writer(tmp_path, sink, ListenerChain(telemetry.listener, recorder), retries=1)
     telemetry.watch(rig.snapshot, lambda: scan([]), build_info={"version": "1"})
     registry = telemetry.registry
+    assert _sample(registry, "collector_sink_up") == 0  # nothing has answered yet
+    assert _sample(registry, "collector_last_success_timestamp_seconds") == 0
+    telemetry.listener.sink_answered(True)  # the check at start
     assert _sample(registry, "collector_sink_up") == 1
     rig.writer.start()
     try:

@@ -1,5 +1,5 @@
-"""The HTTP API as one WSGI application: ``/metrics`` (prometheus-client's own app), the JSON
-status, the health probes and the OpenAPI document.
+"""The HTTP API as one WSGI application: the admin page, ``/metrics`` (prometheus-client's own
+app), the JSON status, the health probes, the runbook and the OpenAPI document.
 
 Only GET and HEAD exist. An unknown path answers 404 and a known path asked with another method
 405 with an ``Allow`` header, both as JSON; nothing a client sends can cause a 5xx.
@@ -16,6 +16,8 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import make_wsgi_app
 
 from collector.api.openapi import openapi_document
+from collector.api.page import admin_page
+from collector.api.runbook import runbook_page
 from collector.api.status import ServiceInfo, build_status
 from collector.inventory import Inventory
 from collector.stats import Snapshot
@@ -25,6 +27,7 @@ log = logging.getLogger("collector.api")
 
 ALLOWED_METHODS = ("GET", "HEAD")
 JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
 
 
 class Observed(Protocol):
@@ -45,8 +48,8 @@ class Observed(Protocol):
     def service_info(self) -> ServiceInfo: ...
 
 
-Response = tuple[str, str, bytes]
-"""(status line, content type, body)."""
+Response = tuple[str, str, bytes] | tuple[str, str, bytes, list[tuple[str, str]]]
+"""(status line, content type, body[, extra headers])."""
 
 
 def _json_response(status: str, data: Any) -> Response:
@@ -61,8 +64,22 @@ class ApiApp:
         self._telemetry = telemetry
         self._metrics: WSGIApplication = make_wsgi_app(telemetry.registry)
         self._openapi = json.dumps(openapi_document(), indent=1).encode()
+        page = admin_page()
+        self._page: Response = (
+            "200 OK",
+            HTML_TYPE,
+            page.body,
+            [("Content-Security-Policy", page.content_security_policy)],
+        )
+        self._runbook: Response = (
+            "200 OK",
+            HTML_TYPE,
+            runbook_page(),
+            [("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")],
+        )
         self._routes: dict[str, Callable[[], Response]] = {
-            "/": self._index,
+            "/": lambda: self._page,
+            "/runbook": lambda: self._runbook,
             "/api/v1/status": self._status,
             "/api/v1/openapi.json": lambda: ("200 OK", JSON_TYPE, self._openapi),
             "/healthz": lambda: self._probe(self._observed.liveness()),
@@ -100,11 +117,13 @@ class ApiApp:
         start_response: StartResponse,
         extra: list[tuple[str, str]] | None = None,
     ) -> Iterable[bytes]:
-        status, content_type, body = response
+        status, content_type, body = response[:3]
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+            *(response[3] if len(response) > 3 else []),
             *(extra or []),
         ]
         start_response(status, headers)
@@ -113,13 +132,20 @@ class ApiApp:
     def _status(self) -> Response:
         snapshot = self._observed.snapshot()
         telemetry = self._telemetry
+        service = self._observed.service_info()
+        horizon = telemetry.history.horizon_s
+        uptime = snapshot.taken_at - service.started_at if service.started_at is not None else 0.0
         document = build_status(
             snapshot=snapshot,
             inventory=self._observed.inventory(),
             window=telemetry.listener.window.summary(),
             recent=telemetry.history.increase(trouble_counters(snapshot)),
             sink_ok=telemetry.listener.sink_ok,
-            service=self._observed.service_info(),
+            service=service,
+            spill_ratio=telemetry.spill_ratio,
+            disks=telemetry.disk.readings(),
+            # A stalled intake is judged over a full history span only.
+            history_s=horizon if uptime >= horizon else None,
         )
         return _json_response("200 OK", document)
 
@@ -128,18 +154,3 @@ class ApiApp:
         if problems:
             return _json_response("503 Service Unavailable", {"status": "failing", "problems": problems})
         return _json_response("200 OK", {"status": "ok", "problems": []})
-
-    @staticmethod
-    def _index() -> Response:
-        return _json_response(
-            "200 OK",
-            {
-                "endpoints": [
-                    "/metrics",
-                    "/api/v1/status",
-                    "/healthz",
-                    "/readyz",
-                    "/api/v1/openapi.json",
-                ]
-            },
-        )

@@ -63,6 +63,10 @@ _BUFFER = _object(
         "overflow_ratio": _RATIO,
         "overflow_recent": {**_INT, "description": "Values discarded in the last 5 minutes."},
         "spilled": _INT,
+        "spill_ratio": {
+            **_RATIO,
+            "description": "Utilization at which the oldest values spill to backup (1: spilling off).",
+        },
         "status": {"type": "string", "enum": ["ok", "warning", "critical"]},
     },
     "The ring buffer (FR-005, FR-022, US3-4).",
@@ -165,6 +169,18 @@ _BACKUPS = _object(
         "rejected_rows_written": _INT,
         "rejected_failures": _INT,
         "newest_rejected_file": _TIME,
+        "disks": {
+            "type": "array",
+            "description": "The file systems of the backup (primary) and fallback directories.",
+            "items": _object(
+                {
+                    "directory": {"type": "string", "enum": ["primary", "fallback"]},
+                    "path": {"type": "string"},
+                    "avail_bytes": _INT,
+                    "size_bytes": _INT,
+                }
+            ),
+        },
     },
     "Backup and rejected CSV files waiting in the backup directories (US4-4).",
 )
@@ -220,6 +236,10 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
     }
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _probe(operation_id: str, summary: str, failing: str) -> dict[str, Any]:
     return {
         "get": {
@@ -242,9 +262,26 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/": {
                 "get": {
-                    "summary": "The endpoints",
-                    "operationId": "getIndex",
-                    "responses": {"200": _json("Index", "The paths this server answers.")},
+                    "summary": "The admin page: the status at a glance, refreshed from /api/v1/status",
+                    "operationId": "getAdminPage",
+                    "responses": {
+                        "200": {
+                            "description": "The page.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/runbook": {
+                "get": {
+                    "summary": "The runbook: a section per alert, anchored by its name in lower case",
+                    "operationId": "getRunbook",
+                    "responses": {
+                        "200": {
+                            "description": "The runbook.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
             "/api/v1/status": {
@@ -303,7 +340,6 @@ def openapi_document() -> dict[str, Any]:
                 "Alert": _ALERT,
                 "Probe": _PROBE,
                 "Error": _ERROR,
-                "Index": _object({"endpoints": {"type": "array", "items": {"type": "string"}}}),
             }
         },
     }

@@ -6,7 +6,7 @@ recent growth of the trouble counters, so it is tested without a server or a clo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,18 +16,22 @@ from collector.circuit import CircuitState
 from collector.inventory import Inventory
 from collector.stats import Snapshot
 from collector.telemetry.wal_metrics import wal_status
+from collector.telemetry.disk import DiskReading
 from collector.telemetry.window import WindowSummary
 
 UTILIZATION_WARNING = 0.8
 """US2-4: the buffer should never exceed 80 % of its capacity."""
 UTILIZATION_FULL = 0.9
-"""The buffer counts as full from the spill level (90 % by default): beyond it values are being
-moved to backup or discarded."""
+"""The default spill level (``buffer.spill_ratio``): the buffer counts as full from there, as values
+are being moved to backup or discarded. The service passes the configured level."""
 LATENCY_LIMIT_S = 2.0
 """SC-002: average write latency under 2 s."""
 SUCCESS_RATE_MIN = 0.999
 """SC-007: 99.9 % of writes succeed."""
-RUNBOOK = "docs/runbook.md"
+DISK_AVAIL_CRITICAL = 0.05
+"""Free share of a backup file system below which an outage would soon lose values."""
+RUNBOOK = "/runbook"
+"""Where the collector serves docs/runbook.md; each alert links to its section."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,22 +88,33 @@ def active_alerts(
     window: WindowSummary,
     recent: Mapping[str, int],
     sink_ok: bool,
+    *,
+    spill_ratio: float = UTILIZATION_FULL,
+    disks: Sequence[DiskReading] = (),
+    history_s: float | None = None,
 ) -> list[Alert]:
     """The conditions an operator must see now, most severe first. Names match the Prometheus
-    alert rules, and each has a section in the runbook."""
+    alert rules, and each has a section in the runbook. Unlike the rules, which wait for their
+    ``for:`` duration before firing, these show a condition the moment it holds.
+
+    ``recent`` is how much each of :func:`~collector.telemetry.trouble_counters` grew over the last
+    ``history_s`` seconds (None while the service has run for less than that: a stalled intake or
+    stalled writes are judged only over a full span)."""
     w = snapshot.writer
     utilization = w.buffer_size / w.buffer_capacity if w.buffer_capacity else 0.0
     circuit_open = w.circuit.state is CircuitState.OPEN
+    permanent = circuit_open and w.circuit.permanent
     database_down = circuit_open or not sink_ok
     minutes = round(window.window_s / 60)
     alerts: list[Alert] = []
-    if database_down and utilization >= UTILIZATION_FULL:
+    spilling = recent.get("spilled", 0) > 0 or recent.get("overflow", 0) > 0
+    if database_down and (utilization >= spill_ratio or spilling):
         alerts.append(
             Alert(
                 "CollectorBufferFullDatabaseDown",
                 "critical",
-                f"buffer {utilization:.0%} full while the database is down;"
-                f" {w.buffer_overflow} values discarded by overflow so far",
+                f"buffer {utilization:.0%} full (spill level {spill_ratio:.0%}) while the database is"
+                f" down; {w.spilled} values spilled to backup and {w.buffer_overflow} discarded so far",
             )
         )
     if recent.get("lost", 0):
@@ -120,10 +135,42 @@ def active_alerts(
                 f" ({w.buffer_overflow} since start)",
             )
         )
-    if database_down:
-        reason = w.circuit.reason or w.last_error or "last write failed"
+    if permanent:
+        alerts.append(
+            Alert(
+                "CollectorDatabasePermanentError",
+                "critical",
+                f"the database refuses writes for a reason retrying cannot fix: {w.circuit.reason}",
+            )
+        )
+    elif database_down:
+        reason = w.circuit.reason or w.last_error or "the database has not answered yet"
         state = "circuit open" if circuit_open else "write failing"
         alerts.append(Alert("CollectorDatabaseDown", "critical", f"database unavailable ({state}): {reason}"))
+    if history_s is not None and recent.get("accepted", 0) == 0:
+        alerts.append(
+            Alert(
+                "CollectorIntakeStalled",
+                "critical",
+                f"no values accepted in the last {round(history_s / 60)} min: the polling engine"
+                " or the source has stopped",
+            )
+        )
+    stalled_since = w.last_success_at if w.last_success_at is not None else None
+    if (
+        history_s is not None
+        and not database_down
+        and recent.get("accepted", 0) > 0
+        and (stalled_since is None or snapshot.taken_at - stalled_since > history_s)
+    ):
+        alerts.append(
+            Alert(
+                "CollectorWritesStalled",
+                "critical",
+                f"values arrive but no batch was committed in the last {round(history_s / 60)} min,"
+                " and no write failed: the writers are stuck",
+            )
+        )
     if recent.get("backup_failures", 0):
         alerts.append(
             Alert(
@@ -155,7 +202,25 @@ def active_alerts(
                 f" ({wal.quarantined_values} unfinished values lost at the last start)",
             )
         )
-    if utilization > UTILIZATION_WARNING:
+    for disk in disks:
+        if disk.avail_ratio < DISK_AVAIL_CRITICAL:
+            alerts.append(
+                Alert(
+                    "CollectorBackupDiskAlmostFull",
+                    "critical",
+                    f"{disk.avail_ratio:.1%} free on the file system of the {disk.directory} backup"
+                    f" directory {disk.path}: an outage now would lose values",
+                )
+            )
+    if snapshot.backup.using_fallback or snapshot.rejected_files.using_fallback:
+        alerts.append(
+            Alert(
+                "CollectorBackupFallbackInUse",
+                "warning",
+                "files are being written to the fallback directory: the backup directory failed",
+            )
+        )
+    if utilization > UTILIZATION_WARNING and not database_down:
         alerts.append(
             Alert(
                 "CollectorBufferHigh",
@@ -170,11 +235,12 @@ def active_alerts(
                 "CollectorWriteLatencyHigh",
                 "warning",
                 f"average write latency {latency:.2f} s over the last {minutes} min"
-                f" (limit {LATENCY_LIMIT_S:g} s)",
+                f" (committed batches; limit {LATENCY_LIMIT_S:g} s)",
             )
         )
     rate = window.success_rate
-    if rate is not None and rate < SUCCESS_RATE_MIN:
+    outage = database_down or recent.get("trips", 0) > 0
+    if rate is not None and rate < SUCCESS_RATE_MIN and not outage:
         alerts.append(
             Alert(
                 "CollectorWriteSuccessRateLow",
@@ -183,7 +249,7 @@ def active_alerts(
             )
         )
     waiting = inventory.backup_files
-    if waiting:
+    if waiting and not database_down:
         alerts.append(
             Alert(
                 "CollectorBackupFilesWaiting",
@@ -212,10 +278,22 @@ def build_status(
     recent: Mapping[str, int],
     sink_ok: bool,
     service: ServiceInfo,
+    spill_ratio: float = UTILIZATION_FULL,
+    disks: Sequence[DiskReading] = (),
+    history_s: float | None = None,
 ) -> dict[str, Any]:
     """The JSON document of ``GET /api/v1/status``; its schema is in the OpenAPI document."""
     w = snapshot.writer
-    alerts = active_alerts(snapshot, inventory, window, recent, sink_ok)
+    alerts = active_alerts(
+        snapshot,
+        inventory,
+        window,
+        recent,
+        sink_ok,
+        spill_ratio=spill_ratio,
+        disks=disks,
+        history_s=history_s,
+    )
     circuit = w.circuit
     terms = snapshot.terms()
     successful, failed = w.batches_written, w.attempts_failed
@@ -244,6 +322,7 @@ def build_status(
             "overflow_ratio": _round(_ratio(w.buffer_overflow, w.buffer_inserted) or 0.0),
             "overflow_recent": recent.get("overflow", 0),
             "spilled": w.spilled,
+            "spill_ratio": _round(spill_ratio),
             "status": buffer_status(alerts),
         },
         "writer": {
@@ -297,6 +376,15 @@ def build_status(
             "newest_rejected_file": _iso(
                 max((f.modified for f in inventory.of_kind(REJECTED_PREFIX)), default=None)
             ),
+            "disks": [
+                {
+                    "directory": d.directory,
+                    "path": d.path,
+                    "avail_bytes": d.avail_bytes,
+                    "size_bytes": d.size_bytes,
+                }
+                for d in disks
+            ],
         },
         "wal": wal_status(snapshot.wal),
         "circuit": {

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from collector.inventory import Inventory
 from collector.stats import Snapshot
+from collector.telemetry.disk import DiskReading, DiskSpace
 from collector.telemetry.history import CounterHistory
 from collector.telemetry.listener import ListenerChain, TelemetryListener
 from collector.telemetry.metrics import SnapshotCollector
@@ -26,6 +28,8 @@ from collector.telemetry.window import RollingWindow, WindowSummary
 
 __all__ = [
     "CounterHistory",
+    "DiskReading",
+    "DiskSpace",
     "ListenerChain",
     "RollingWindow",
     "SnapshotCollector",
@@ -43,9 +47,13 @@ SAMPLE_INTERVAL_S = 5.0
 
 
 def trouble_counters(snapshot: Snapshot) -> dict[str, int]:
-    """The counters whose recent growth the status API reports as alerts."""
+    """The counters whose recent growth the status API reports as alerts (``accepted`` for a
+    stalled intake)."""
     return {
+        "accepted": snapshot.accepted,
         "overflow": snapshot.writer.buffer_overflow,
+        "spilled": snapshot.writer.spilled,
+        "trips": snapshot.writer.circuit.trips,
         "lost": snapshot.lost,
         "backup_failures": snapshot.backup.failures + snapshot.rejected_files.failures,
     }
@@ -73,6 +81,9 @@ class Telemetry:
         self.tracing = tracing if tracing is not None else configure_tracing()
         self.listener = TelemetryListener(self.registry, window=RollingWindow(clock=clock))
         self.history = CounterHistory(clock=clock)
+        self.disk = DiskSpace()
+        self.spill_ratio = 1.0
+        """The buffer utilization at which values spill to backup (1 when spilling is off)."""
         self._snapshot: Callable[[], Snapshot] | None = None
         self._interval = sample_interval_s
         self._stop = threading.Event()
@@ -88,17 +99,32 @@ class Telemetry:
         inventory: Callable[[], Inventory],
         *,
         build_info: Mapping[str, str],
+        spill_ratio: float | None = None,
+        backup_dirs: Sequence[Path] = (),
     ) -> None:
-        """Export the service's counters, read from ``snapshot`` at every scrape."""
+        """Export the service's counters, read from ``snapshot`` at every scrape, and the free space
+        under ``backup_dirs`` (the primary directory first), read by the sampler."""
         self._snapshot = snapshot
+        self.spill_ratio = spill_ratio if spill_ratio is not None else 1.0
+        self.disk = DiskSpace(backup_dirs)
+        self.disk.refresh()
         self.registry.register(
-            SnapshotCollector(snapshot, inventory, lambda: self.listener.sink_ok, build_info=build_info)
+            SnapshotCollector(
+                snapshot,
+                inventory,
+                lambda: self.listener.sink_ok,
+                build_info=build_info,
+                spill_ratio=self.spill_ratio,
+                disks=self.disk.readings,
+            )
         )
 
     def sample(self) -> None:
-        """Record the current trouble counters (the sampler thread calls this periodically)."""
+        """Record the current trouble counters and read the backup disks (the sampler thread calls
+        this periodically)."""
         if self._snapshot is not None:
             self.history.record(trouble_counters(self._snapshot()))
+        self.disk.refresh()
 
     def start(self) -> None:
         self.sample()

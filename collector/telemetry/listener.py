@@ -38,7 +38,9 @@ class TelemetryListener(WriterListener):
     ) -> None:
         self.window = window or RollingWindow()
         self._wall_clock = wall_clock
-        self._last_ok = True
+        # None until the database has answered once: a collector that never reached its database
+        # must not look healthy.
+        self._last_ok: bool | None = None
         self.batch_size = Histogram(
             BATCH_SIZE,
             "Values per committed batch.",
@@ -82,10 +84,20 @@ class TelemetryListener(WriterListener):
         else:
             self._last_ok = False
 
+    def sink_answered(self, ok: bool) -> None:
+        """The database answered a check outside the write path (the ping at start)."""
+        self._last_ok = ok
+
+    @property
+    def sink_contacted(self) -> bool:
+        """Whether the database has answered (or failed) at least once."""
+        return self._last_ok is not None
+
     @property
     def sink_ok(self) -> bool:
-        """False from a failed write until the next success (or a successful probe)."""
-        return self._last_ok
+        """True from a successful write or probe until the next failure; False before the
+        database has answered at all."""
+        return self._last_ok is True
 
 
 class ListenerChain(WriterListener):

@@ -12,7 +12,7 @@ alert rules and the tests use exactly these.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,6 +22,7 @@ from collector.inventory import Inventory
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry.wal_metrics import wal_metrics
+from collector.telemetry.disk import DiskReading
 
 NAMESPACE = "collector"
 
@@ -55,20 +56,25 @@ class SnapshotCollector(Collector):
         sink_ok: Callable[[], bool],
         *,
         build_info: Mapping[str, str],
+        spill_ratio: float = 1.0,
+        disks: Callable[[], Sequence[DiskReading]] = tuple,
     ) -> None:
         self._snapshot = snapshot
         self._inventory = inventory
         self._sink_ok = sink_ok
         self._build_info = {"python_version": platform.python_version(), **build_info}
+        self._spill_ratio = spill_ratio
+        self._disks = disks
 
     def collect(self) -> Iterable[Metric]:
         snap = self._snapshot()
         inventory = self._inventory()
-        yield from _buffer_metrics(snap)
+        yield from _buffer_metrics(snap, self._spill_ratio)
         yield from _value_metrics(snap)
         yield from _writer_metrics(snap, self._sink_ok())
         yield from _backup_metrics(snap, inventory)
         yield from wal_metrics(snap.wal)
+        yield from _disk_metrics(self._disks())
         info = GaugeMetricFamily(
             "collector_build_info",
             "The collector's version and runtime; always 1.",
@@ -86,7 +92,7 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def _buffer_metrics(snap: Snapshot) -> Iterable[Metric]:
+def _buffer_metrics(snap: Snapshot, spill_ratio: float) -> Iterable[Metric]:
     w = snap.writer
     yield _gauge("collector_buffer_size", "Values waiting in the ring buffer.", w.buffer_size)
     yield _gauge("collector_buffer_capacity", "Maximum values the ring buffer holds.", w.buffer_capacity)
@@ -94,6 +100,13 @@ def _buffer_metrics(snap: Snapshot) -> Iterable[Metric]:
         "collector_buffer_utilization_ratio",
         "Buffer size divided by capacity (0 to 1).",
         w.buffer_size / w.buffer_capacity if w.buffer_capacity else 0.0,
+    )
+    # Exported so that the alert rules and the dashboard follow buffer.spill_ratio instead of
+    # repeating it: the level at which the buffer counts as full.
+    yield _gauge(
+        "collector_buffer_spill_ratio",
+        "Utilization at which the spill guard moves the oldest values to backup (1 when spilling is off).",
+        spill_ratio,
     )
     yield _gauge(
         "collector_buffer_high_water_mark", "Largest buffer size seen since start.", w.buffer_high_water
@@ -161,12 +174,14 @@ def _writer_metrics(snap: Snapshot, sink_ok: bool) -> Iterable[Metric]:
         w.attempts_failed,
     )
     yield _counter("collector_write_retries_total", "Batch write retries started.", w.retries)
-    if w.last_success_at is not None:
-        yield _gauge(
-            "collector_last_success_timestamp_seconds",
-            "Unix time of the last committed batch.",
-            w.last_success_at,
-        )
+    # Present from the first scrape (0 until the first commit, as Prometheus's own
+    # *_last_success_timestamp_seconds gauges do), so "no commit for N minutes" is computable for a
+    # collector that never reached its database too.
+    yield _gauge(
+        "collector_last_success_timestamp_seconds",
+        "Unix time of the last committed batch; 0 before the first.",
+        w.last_success_at or 0.0,
+    )
     circuit_open = w.circuit.state is CircuitState.OPEN
     yield _gauge(
         "collector_circuit_open",
@@ -184,7 +199,8 @@ def _writer_metrics(snap: Snapshot, sink_ok: bool) -> Iterable[Metric]:
     )
     yield _gauge(
         "collector_sink_up",
-        "1 when the database accepted the last write (or probe) and the circuit is closed.",
+        "1 when the database answered the last write or probe and the circuit is closed;"
+        " 0 before the first answer.",
         1 if sink_ok and not circuit_open else 0,
     )
 
@@ -226,3 +242,22 @@ def _backup_metrics(snap: Snapshot, inventory: Inventory) -> Iterable[Metric]:
         created.add_metric([kind], stats.files_created)
         fallback.add_metric([kind], 1 if stats.using_fallback else 0)
     yield from (files, size, rows, failures, created, fallback)
+
+
+def _disk_metrics(readings: Sequence[DiskReading]) -> Iterable[Metric]:
+    labels = ["directory", "path"]
+    avail = GaugeMetricFamily(
+        "collector_backup_filesystem_avail_bytes",
+        "Bytes still available to the collector on the file system of a backup directory"
+        " (directory=primary or fallback).",
+        labels=labels,
+    )
+    size = GaugeMetricFamily(
+        "collector_backup_filesystem_size_bytes",
+        "Size of the file system of a backup directory.",
+        labels=labels,
+    )
+    for reading in readings:
+        avail.add_metric([reading.directory, reading.path], reading.avail_bytes)
+        size.add_metric([reading.directory, reading.path], reading.size_bytes)
+    yield from (avail, size)

@@ -26,7 +26,9 @@ class WindowSummary:
     rows_written: int
     """Values in the committed batches."""
     duration_sum_s: float
-    """Time spent in the database, over all attempts."""
+    """Time spent in the database by the committed batches. Failed attempts are left out: a
+    database that refuses at once would make writes look fast, one that hangs would make them look
+    slow, and either is reported as a failure, not as latency."""
 
     @property
     def attempts(self) -> int:
@@ -42,7 +44,8 @@ class WindowSummary:
 
     @property
     def average_write_latency_s(self) -> float | None:
-        return self.duration_sum_s / self.attempts if self.attempts else None
+        """Average time per committed batch (successful attempts only)."""
+        return self.duration_sum_s / self.successful_writes if self.successful_writes else None
 
 
 class _Slot:
@@ -87,9 +90,9 @@ class RollingWindow:
             if ok:
                 slot.ok += 1
                 slot.rows += rows
+                slot.duration += duration_s
             else:
                 slot.failed += 1
-            slot.duration += duration_s
 
     def summary(self) -> WindowSummary:
         epoch = int(self._clock() // self._width)
