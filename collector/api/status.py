@@ -15,8 +15,8 @@ from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
 from collector.stats import Snapshot
-from collector.telemetry.wal_metrics import wal_status
 from collector.telemetry.disk import DiskReading
+from collector.telemetry.wal_metrics import wal_status
 from collector.telemetry.window import WindowSummary
 
 UTILIZATION_WARNING = 0.8

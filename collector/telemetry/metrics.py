@@ -21,8 +21,8 @@ from collector.circuit import CircuitState
 from collector.inventory import Inventory
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
-from collector.telemetry.wal_metrics import wal_metrics
 from collector.telemetry.disk import DiskReading
+from collector.telemetry.wal_metrics import wal_metrics
 
 NAMESPACE = "collector"
 
