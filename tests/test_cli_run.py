@@ -92,7 +92,11 @@ def test_sigterm_during_an_outage_backs_up_every_buffered_value_and_exits_zero(t
 def test_sigint_stops_gracefully_too(tmp_path):
     proc = start(tmp_path, base_config(tmp_path, source={"tags": 100}))
     try:
-        time.sleep(2)
+        # Interrupt a running service, not one still importing (a loaded machine starts slowly).
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ledger.csv").exists() or (tmp_path / "ledger.csv").stat().st_size < 10_000:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
     finally:
