@@ -34,12 +34,9 @@ class LoggedBuffer(TagBuffer):
         *,
         batch_size: int = 500,
         spill_level: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(
-            capacity, batch_size=batch_size, spill_level=spill_level, clock=clock, on_overflow=wal.release
-        )
+        super().__init__(capacity, batch_size=batch_size, spill_level=spill_level, on_overflow=wal.release)
         self.wal = wal
         self._sleep = sleep
         self._admit = threading.Lock()
@@ -61,7 +58,8 @@ class LoggedBuffer(TagBuffer):
         """The writers are done with ``batch``: every value is committed, a counted duplicate, in an
         fsynced backup or rejected file, or counted lost."""
         if isinstance(batch, Batch) and batch:
-            self.wal.release(batch.position, len(batch))
+            for position, count in batch.ranges:
+                self.wal.release(position, count)
 
     def feed_recovered(self, *, room_timeout_s: float = 60.0) -> int:
         """Put every value the log recovered into the ring, in log order, before new values.

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
@@ -25,7 +27,8 @@ from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
-from collector.config import Config
+from collector.config import Config, SqliteSinkConfig
+from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logged_buffer import LoggedBuffer
 from collector.logs import RateLimiter, log_event
@@ -65,8 +68,20 @@ class ShutdownReport:
     snapshot: Snapshot
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""The interpreter's switch interval while the service runs (Python's default is 5 ms). A writer
+that comes back from the database waits for the GIL until a busy producer thread has run this long,
+several times per batch; under overload a shorter wait roughly doubled the rows/s that reached the
+table (docs/benchmarks.md, "Overload"), and at the specification's load it costs nothing visible."""
+
+
 class CollectorService:
-    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats."""
+    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats.
+
+    ``gil_switch_interval_s`` is set as the interpreter's switch interval from start to stop, if it
+    is shorter than the one in force (``None`` leaves the interpreter alone; an application that
+    embeds the service and tunes the interval itself passes ``None``).
+    """
 
     def __init__(
         self,
@@ -76,8 +91,11 @@ class CollectorService:
         sink: Sink | None = None,
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
+        gil_switch_interval_s: float | None = GIL_SWITCH_INTERVAL_S,
     ) -> None:
         self.config = config
+        self._switch_interval = gil_switch_interval_s
+        self._switch_interval_before: float | None = None
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
         # Where the data goes, as an operator must find it: relative paths in the configuration are
         # resolved from the working directory, so the startup line and the status show them whole.
@@ -87,29 +105,12 @@ class CollectorService:
         spill_level = (
             max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
         )
-        # The write-ahead log (docs/reliability.md): every poll batch is logged before the writers
-        # can see it, and released when the writers report its fate final and durable.
-        self.wal: WriteAheadLog | None = None
-        self.buffer: TagBuffer
-        if config.wal.durability != "off":
-            wal_cfg = config.wal
-            self.wal = WriteAheadLog(
-                config.wal_dir,
-                durability=wal_cfg.durability,
-                fsync_interval_s=wal_cfg.fsync_interval_s,
-                segment_bytes=wal_cfg.segment_bytes,
-                max_bytes=wal_cfg.max_bytes,
-            )
-            self.buffer = LoggedBuffer(
-                self.wal, buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
-            )
-        else:
-            self.buffer = TagBuffer(
-                buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
-            )
+        self.wal, self.buffer = _build_buffer(config, spill_level)
+        self.file_modes = FileModes(config.files.mode)
         self.backup = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.BACKUP,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -117,6 +118,7 @@ class CollectorService:
         self.rejected = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.REJECTED,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -132,6 +134,8 @@ class CollectorService:
             )
         )
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        if sink is None and isinstance(config.sink, SqliteSinkConfig):
+            self._protect_database(config.sink.path)
         self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
@@ -209,10 +213,40 @@ class CollectorService:
         self._stop_lock = threading.Lock()
         self.started_at: float | None = None
 
+    def _protect_database(self, path: Path) -> None:
+        """The SQLite file is created owner-only before the sink opens it (SQLite gives its journal
+        files the same mode); one left more open by an earlier version is narrowed, and said so."""
+        try:
+            narrowed_files = private_file(path, self.file_modes)
+        except OSError as exc:
+            # The sink will say what is wrong with the path (an outage if it passes); this only
+            # notes that its mode could not be checked.
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_unchecked",
+                "cannot check the database file's mode",
+                path=str(path),
+                error=exc.strerror or str(exc),
+            )
+            return
+        for narrowed in narrowed_files:
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_narrowed",
+                "the database file was readable by others; narrowed to files.mode",
+                path=str(narrowed),
+                mode=f"{self.file_modes.file:04o}",
+            )
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._check_sink()
+        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
+            self._switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         recovery = self._open_wal()
         self.writer.start()
         if self.wal is not None:
@@ -345,6 +379,8 @@ class CollectorService:
                 balanced=snapshot.balanced(),
             )
             self._stopped = ShutdownReport(pending, snapshot)
+            if self._switch_interval_before is not None:
+                sys.setswitchinterval(self._switch_interval_before)
             return self._stopped
 
     def run(self, duration_s: float | None = None, *, install_signals: bool = True) -> ShutdownReport:
@@ -467,3 +503,21 @@ class CollectorService:
                 capacity=stats.capacity,
                 utilization=round(stats.utilization, 3),
             )
+
+
+def _build_buffer(config: Config, spill_level: int | None) -> tuple[WriteAheadLog | None, TagBuffer]:
+    """The ring buffer, with the write-ahead log in front of it unless ``wal.durability`` is off
+    (docs/reliability.md): every poll batch is logged before the writers can see it, and released
+    when the writers report its fate final and durable."""
+    capacity, batch_size = config.buffer.max_size, config.writer.batch_size
+    if config.wal.durability == "off":
+        return None, TagBuffer(capacity, batch_size=batch_size, spill_level=spill_level)
+    wal_cfg = config.wal
+    wal = WriteAheadLog(
+        config.wal_dir,
+        durability=wal_cfg.durability,
+        fsync_interval_s=wal_cfg.fsync_interval_s,
+        segment_bytes=wal_cfg.segment_bytes,
+        max_bytes=wal_cfg.max_bytes,
+    )
+    return wal, LoggedBuffer(wal, capacity, batch_size=batch_size, spill_level=spill_level)

@@ -83,3 +83,22 @@ def test_feeding_waits_for_room_instead_of_overwriting(tmp_path) -> None:
     assert buffer.feed_recovered() == 50
     assert buffer.stats().overflow == 0
     assert sleeps  # it had to wait
+
+
+def test_spilled_values_carry_every_run_of_positions_they_came_from(tmp_path) -> None:
+    wal = _wal(tmp_path)
+    buffer = LoggedBuffer(wal, 40, batch_size=10, spill_level=30)
+    for index in range(3):
+        buffer.put_many(poll(index))  # 30 values: at the spill level
+    taken = buffer.take(10)  # positions 0..9 go to a writer
+    for index in range(3, 6):
+        buffer.put_many(poll(index))  # the ring passes the spill level: its oldest are spilled
+    spilled = buffer.wait_for_spill(0)
+    assert spilled and taken.position == 0
+    assert spilled.ranges[0][0] == 10  # the spill queue starts after what the writer took
+    assert sum(count for _, count in spilled.ranges) == len(spilled)
+    buffer.settled(spilled)
+    buffer.settled(taken)
+    rest = buffer.take(100)
+    buffer.settled(rest)
+    assert wal.stats().mark == wal.stats().next_seq == 60  # every position released exactly once
