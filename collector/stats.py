@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from collector.backup import SpoolStats
+from collector.sources.counters import SourceStats
 from collector.sources.intake import IntakeStats
 from collector.wal import WalStats
 from collector.writer import WriterStats
@@ -31,6 +32,8 @@ class Snapshot:
     backup: SpoolStats
     rejected_files: SpoolStats
     wal: WalStats | None = None
+    sources: tuple[SourceStats, ...] = ()
+    """The network sources (MQTT, HTTP ingest), if any."""
     taken_at: float = field(default_factory=time.time)
 
     @property

@@ -22,6 +22,7 @@ from collector.inventory import Inventory
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
+from collector.telemetry.sources import source_metrics
 from collector.telemetry.wal_metrics import wal_metrics
 
 NAMESPACE = "collector"
@@ -75,6 +76,7 @@ class SnapshotCollector(Collector):
         yield from _backup_metrics(snap, inventory)
         yield from wal_metrics(snap.wal)
         yield from _disk_metrics(self._disks())
+        yield from source_metrics(snap.sources)
         info = GaugeMetricFamily(
             "collector_build_info",
             "The collector's version and runtime; always 1.",
