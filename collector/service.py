@@ -455,6 +455,9 @@ class CollectorService:
             else None
         )
         ingest = build_http_intake(self.intake, lag.observe) if api.enabled and api.ingest_enabled() else None
+        for source in (mqtt, ingest):
+            if source is not None:
+                lag.declare(source.counters.kind)
         return mqtt, ingest
 
     def _ingest_endpoint(self) -> IngestEndpoint:

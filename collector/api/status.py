@@ -15,6 +15,7 @@ from collector.api.sources import source_section
 from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
+from collector.sources.counters import SourceState
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
 from collector.telemetry.wal_metrics import wal_status
@@ -149,7 +150,17 @@ def active_alerts(
         reason = w.circuit.reason or w.last_error or "the database has not answered yet"
         state = "circuit open" if circuit_open else "write failing"
         alerts.append(Alert("CollectorDatabaseDown", "critical", f"database unavailable ({state}): {reason}"))
-    if history_s is not None and recent.get("accepted", 0) == 0:
+    broker_lost = [s for s in snapshot.sources if s.kind == "mqtt" and s.state is SourceState.DISCONNECTED]
+    for source in broker_lost:
+        alerts.append(
+            Alert(
+                "CollectorSourceDisconnected",
+                "critical",
+                f"not connected to the MQTT broker {source.endpoint}: {source.last_error or 'reconnecting'};"
+                " messages wait at the broker meanwhile",
+            )
+        )
+    if history_s is not None and recent.get("accepted", 0) == 0 and not broker_lost:
         alerts.append(
             Alert(
                 "CollectorIntakeStalled",
