@@ -163,7 +163,7 @@ def test_two_collectors_share_a_plant_and_a_killed_one_loses_nothing_it_acknowle
     try:
         a.start()
         b.start()
-        durable = any(line.startswith("collector_wal_") for line in a.metrics().splitlines())
+        durable = "\ncollector_wal_enabled 1.0\n" in a.metrics()
         publisher = _publish(tmp_path, topic, ledger_path)
         time.sleep(KILL_AT_S)
         # Both members of the group take a share of the plant.
