@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from collector.api.sources import source_section
 from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
@@ -369,6 +370,7 @@ def build_status(
             "trips": circuit.trips,
             "probes": circuit.probes,
         },
+        "source": source_section(service.source, snapshot.sources),
         "alerts": [a.as_dict() for a in alerts],
         "taken_at": _iso(now),
     }
