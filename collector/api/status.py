@@ -15,9 +15,12 @@ from collector.api.sources import source_section
 from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
+from collector.sources.counters import SourceState
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
+from collector.telemetry.wal_metrics import wal_status
 from collector.telemetry.window import WindowSummary
+from collector.wal import WalStats
 
 UTILIZATION_WARNING = 0.8
 """US2-4: the buffer should never exceed 80 % of its capacity."""
@@ -147,7 +150,17 @@ def active_alerts(
         reason = w.circuit.reason or w.last_error or "the database has not answered yet"
         state = "circuit open" if circuit_open else "write failing"
         alerts.append(Alert("CollectorDatabaseDown", "critical", f"database unavailable ({state}): {reason}"))
-    if history_s is not None and recent.get("accepted", 0) == 0:
+    broker_lost = [s for s in snapshot.sources if s.kind == "mqtt" and s.state is SourceState.DISCONNECTED]
+    for source in broker_lost:
+        alerts.append(
+            Alert(
+                "CollectorSourceDisconnected",
+                "critical",
+                f"not connected to the MQTT broker {source.endpoint}: {source.last_error or 'reconnecting'};"
+                " messages wait at the broker meanwhile",
+            )
+        )
+    if history_s is not None and recent.get("accepted", 0) == 0 and not broker_lost:
         alerts.append(
             Alert(
                 "CollectorIntakeStalled",
@@ -179,6 +192,7 @@ def active_alerts(
                 f"{recent['backup_failures']} backup file writes failed in the last {minutes} min",
             )
         )
+    alerts.extend(_wal_alerts(snapshot.wal))
     for disk in disks:
         if disk.avail_ratio < DISK_AVAIL_CRITICAL:
             alerts.append(
@@ -232,6 +246,34 @@ def active_alerts(
                 "CollectorBackupFilesWaiting",
                 "warning",
                 f"{waiting} backup files ({inventory.backup_bytes} bytes) wait for manual recovery",
+            )
+        )
+    return alerts
+
+
+def _wal_alerts(wal: WalStats | None) -> list[Alert]:
+    """The write-ahead log's conditions, as the CollectorWal* alert rules see them."""
+    alerts: list[Alert] = []
+    if wal is not None and not wal.writable:
+        alerts.append(
+            Alert(
+                "CollectorWalNotWritable",
+                "critical",
+                f"write-ahead log {wal.directory} cannot be written: running memory-only"
+                f" ({wal.unlogged_values} values not logged so far)",
+            )
+        )
+    if wal is not None and wal.full:
+        alerts.append(
+            Alert("CollectorWalFull", "warning", f"write-ahead log at its size cap ({wal.bytes} bytes)")
+        )
+    if wal is not None and wal.quarantine_files:
+        alerts.append(
+            Alert(
+                "CollectorWalDamaged",
+                "warning",
+                f"{wal.quarantine_files} damaged parts of the write-ahead log in quarantine/"
+                f" ({wal.quarantined_values} unfinished values lost at the last start)",
             )
         )
     return alerts
@@ -332,6 +374,7 @@ def build_status(
             "lost": terms["lost"],
             "in_buffer": terms["in_buffer"],
             "in_flight": terms["in_flight"],
+            "recovered": snapshot.recovered,
             "balanced": snapshot.balanced(),
         },
         "backups": {
@@ -362,6 +405,7 @@ def build_status(
                 for d in disks
             ],
         },
+        "wal": wal_status(snapshot.wal),
         "circuit": {
             "state": circuit.state.value,
             "reason": circuit.reason or None,

@@ -31,6 +31,11 @@ class SourceLag:
             registry=registry,
         )
 
+    def declare(self, source: str) -> None:
+        """Export the source's (empty) buckets from the start, so a dashboard shows it before its
+        first poll."""
+        self.histogram.labels(source)
+
     def observe(self, source: str, seconds: float) -> None:
         self.histogram.labels(source).observe(seconds)
 
