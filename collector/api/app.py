@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import make_wsgi_app
-
 from collector.api.openapi import openapi_document
 from collector.api.page import admin_page
 from collector.api.runbook import runbook_page
@@ -22,6 +20,7 @@ from collector.api.status import ServiceInfo, build_status
 from collector.inventory import Inventory
 from collector.stats import Snapshot
 from collector.telemetry import Telemetry, trouble_counters
+from collector.telemetry.exposition import make_metrics_app
 
 log = logging.getLogger("collector.api")
 
@@ -62,7 +61,7 @@ class ApiApp:
     def __init__(self, observed: Observed, telemetry: Telemetry) -> None:
         self._observed = observed
         self._telemetry = telemetry
-        self._metrics: WSGIApplication = make_wsgi_app(telemetry.registry)
+        self._metrics: WSGIApplication = make_metrics_app(telemetry.registry)
         self._openapi = json.dumps(openapi_document(), indent=1).encode()
         page = admin_page()
         self._page: Response = (
