@@ -25,6 +25,7 @@ from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
+from collector.circuit_timing import opening_times
 from collector.config import Config
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
@@ -217,6 +218,8 @@ class CollectorService:
             batch_size=self.buffer.batch_size,
             workers=self.config.writer.workers,
             api=self.api.url if self.api is not None else None,
+            # How long an outage lasts before batches go straight to backup, per way of failing.
+            circuit_opens_after_s="; ".join(t.describe() for t in opening_times(self.config)),
         )
 
     def _check_sink(self) -> None:
