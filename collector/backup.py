@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from opentelemetry import trace
 
+from collector.file_safety import FileModes, create_exclusive, make_dirs
 from collector.logs import log_event
 from collector.spool_format import (
     BACKUP_PREFIX,
@@ -71,6 +72,7 @@ class CsvSpool:
         directory: Path | str,
         *,
         kind: SpoolKind = SpoolKind.BACKUP,
+        modes: FileModes | None = None,
         fallback_dir: Path | str | None = None,
         max_file_bytes: int = 64 * 1024 * 1024,
         idle_close_s: float = 30.0,
@@ -79,6 +81,7 @@ class CsvSpool:
     ) -> None:
         self._dirs = [Path(directory)] + ([Path(fallback_dir)] if fallback_dir is not None else [])
         self._kind = kind
+        self._modes = modes or FileModes()
         self._max_bytes = max_file_bytes
         self._idle_close_s = idle_close_s
         self._wall_clock = wall_clock
@@ -161,14 +164,15 @@ class CsvSpool:
 
     def _open_locked(self, index: int) -> None:
         directory = self._dirs[index]
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory, self._modes)
         created = datetime.fromtimestamp(self._wall_clock(), UTC)
         for suffix in range(10_000):
             path = directory / file_name(self._kind, created, suffix)
             try:
                 # Unbuffered bytes: a write that fails part-way leaves nothing in a buffer that a
                 # later flush could put back after the file has been cut to its last whole row.
-                handle = open(path, "xb", buffering=0)  # noqa: SIM115 - kept open across appends
+                # Exclusive and never through a link: a name that exists is never written into.
+                handle = create_exclusive(path, self._modes)
             except FileExistsError:
                 continue
             break

@@ -2,8 +2,16 @@
 
 Producers never wait: when the ring is full the oldest values are overwritten, and every one of
 them is counted. Consumers take batches; they sleep on a condition that producers signal only when
-a full batch waits (or the spill level is reached), so the hot path is an append, two counter
-updates and a length check under one lock.
+a full batch waits, so the hot path is an append, two counter updates and a length check under one
+lock.
+
+With a spill level, a put that would fill the ring beyond it moves the oldest values, as many as
+are beyond it, out of the ring to a spill queue for the spill guard (which saves them to the backup
+CSV): the writers keep the newest ``spill_level`` values, and only what they could not take leaves.
+A poll larger than the free part of the ring is spilled, not overwritten. The spill queue holds at
+most ``capacity`` values; only when it is full too (the disk cannot keep up either) does the ring
+overwrite. Values in the spill queue have left the ring: they count as removed, and the writer
+counts them in flight until they are backed up.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.model import TagValue
@@ -74,6 +82,8 @@ class TagBuffer:
         if spill_level is not None and not 1 <= spill_level <= capacity:
             raise ValueError(f"spill_level must be between 1 and capacity ({capacity}), got {spill_level}")
         self._items: deque[TagValue] = deque(maxlen=capacity)
+        self._spilling: deque[TagValue] = deque()
+        self._spill_capacity = capacity if spill_level is not None else 0
         self._capacity = capacity
         self._batch_size = batch_size
         # A level nobody can reach keeps the producer's check a single comparison.
@@ -92,7 +102,7 @@ class TagBuffer:
         # nobody waiting, which would double the cost of every put.
         self._batch_waiters = 0
         self._spill_waiters = 0
-        self._wake_level = min(self._batch_size, self._spill_level)
+        self._wake_level = self._batch_size
 
     @property
     def capacity(self) -> int:
@@ -116,6 +126,9 @@ class TagBuffer:
                 raise BufferClosedError("buffer is closed")
             items = self._items
             size = len(items)
+            if size >= self._spill_level and self._spill_room():
+                self._spill_locked(1)
+                size -= 1
             if size == self._capacity:
                 self._overflow += 1
             else:
@@ -131,25 +144,45 @@ class TagBuffer:
 
     def put_many(self, batch: Iterable[TagValue]) -> int:
         """Add many values under one lock acquisition (a whole poll at once). Returns the count."""
-        values = batch if isinstance(batch, list | tuple) else list(batch)
-        count = len(values)
-        if not count:
+        values: Sequence[TagValue] = batch if isinstance(batch, list | tuple) else list(batch)
+        total = len(values)
+        if not total:
             return 0
         with self._lock:
             if self._closed:
                 raise BufferClosedError("buffer is closed")
             items = self._items
-            before = len(items)
-            excess = before + count - self._capacity
-            if excess > 0:
-                self._overflow += excess
-            if before == 0 or excess >= before:
-                # Everything that waited is gone; the oldest value now arrived just now.
-                self._oldest_since = self._clock()
-            items.extend(values)
-            self._inserted += count
-            self._after_put(len(items))
-        return count
+            beyond = len(items) + total - self._spill_level
+            if beyond > 0 and (room := self._spill_room()):
+                values = self._spill_beyond_locked(values, min(beyond, room))
+            if values:
+                count = len(values)
+                before = len(items)
+                excess = before + count - self._capacity
+                if excess > 0:
+                    self._overflow += excess
+                if before == 0 or excess >= before:
+                    # Everything that waited is gone; the oldest value now arrived just now.
+                    self._oldest_since = self._clock()
+                items.extend(values)
+                self._inserted += count
+                self._after_put(len(items))
+        return total
+
+    def _spill_beyond_locked(self, values: Sequence[TagValue], count: int) -> Sequence[TagValue]:
+        """Move the ``count`` oldest values, those of the ring first, then the oldest of ``values``,
+        to the spill queue; return the part of ``values`` left for the ring."""
+        from_ring = min(count, len(self._items))
+        if from_ring:
+            self._spill_locked(from_ring)
+        rest = count - from_ring
+        if rest:
+            self._spilling.extend(values[:rest])
+            self._inserted += rest
+            self._removed += rest
+            values = values[rest:]
+            self._wake_spill_guard()
+        return values
 
     def _after_put(self, size: int) -> None:
         if size > self._high_water:
@@ -161,7 +194,22 @@ class TagBuffer:
         if size >= self._batch_size and self._batch_waiters:
             # One waiter per full batch: a burst of several batches wakes several writers.
             self._batch_ready.notify(size // self._batch_size)
-        if size >= self._spill_level and self._spill_waiters:
+
+    def _spill_room(self) -> int:
+        """How many more values the spill queue takes (none when the buffer has no spill level)."""
+        return self._spill_capacity - len(self._spilling)
+
+    def _spill_locked(self, count: int) -> None:
+        """Move the ``count`` oldest values of the ring to the spill queue."""
+        popleft = self._items.popleft
+        self._spilling.extend([popleft() for _ in range(count)])
+        self._removed += count
+        if not self._items:
+            self._oldest_since = 0.0
+        self._wake_spill_guard()
+
+    def _wake_spill_guard(self) -> None:
+        if self._spill_waiters:
             self._spill_needed.notify()
 
     def take(self, max_items: int) -> list[TagValue]:
@@ -210,24 +258,22 @@ class TagBuffer:
                     self._batch_waiters -= 1
 
     def wait_for_spill(self, timeout_s: float) -> list[TagValue]:
-        """Wait until the buffer reaches the spill level; then take the oldest values, enough to bring
-        it one batch below that level.
+        """Wait until values wait in the spill queue, then take all of them (oldest first).
 
-        Returns ``[]`` on timeout or when closed. Used by the spill guard, which saves those values
-        to the backup CSV when the writers cannot keep the buffer from filling; taking everything
-        above the mark at once lets one fsync cover all of it, however fast values arrive.
+        Returns ``[]`` on timeout, or when the buffer is closed and the queue is empty. Used by the
+        spill guard, which saves them to the backup CSV; taking all at once lets one fsync cover
+        them, however fast values arrive.
         """
         with self._lock:
-            if len(self._items) < self._spill_level and not self._closed:
+            if not self._spilling and not self._closed:
                 self._spill_waiters += 1
                 try:
                     self._spill_needed.wait(timeout_s)
                 finally:
                     self._spill_waiters -= 1
-            size = len(self._items)
-            if self._closed or size < self._spill_level:
-                return []
-            return self._take_locked(size - self._spill_level + self._batch_size)
+            taken = list(self._spilling)
+            self._spilling.clear()
+            return taken
 
     def close(self) -> None:
         """Refuse new values and wake every waiting consumer so it can drain what is left."""

@@ -17,6 +17,7 @@ import yaml
 
 from collector import __version__
 from collector.config import Config, ConfigError, LoadedConfig, read_config
+from collector.file_safety import FileModes
 from collector.logs import configure_logging, log_event, log_failure
 from collector.redaction import Redactor, otlp_secrets
 from collector.sinks import DIALECTS, SinkError, schema_ddl
@@ -103,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         help="directories to list (default: the configured backup directories)",
     )
     backups.add_argument("--json", action="store_true", help="print the listing as JSON")
+    backups.add_argument(
+        "--show",
+        type=Path,
+        metavar="FILE",
+        help="print one backup or rejected file as CSV safe to open in a spreadsheet (docs/security.md)",
+    )
 
     wal = commands.add_parser(
         "wal",
@@ -214,6 +221,7 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> in
     config = loaded.config
     configure_logging(config.logging.level, config.logging.format, redactor=redact)
     _log_warnings(loaded)
+    _private_files(config)
     # Before anything opens a file: backups must never be refused for want of a descriptor.
     raise_open_file_limit()
     try:
@@ -234,11 +242,18 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> in
     return EXIT_OK
 
 
+def _private_files(config: Config) -> None:
+    """Everything this process creates (database and its journal, CSV files, directories, the
+    write-ahead log) is no more open than ``files.mode``, whichever code creates it."""
+    os.umask(FileModes(config.files.mode).umask)
+
+
 def _replay(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     from collector.recovery.commands import replay_command
 
     configure_logging("INFO" if args.verbose else "WARNING", loaded.config.logging.format, redactor=redact)
     _log_warnings(loaded)
+    _private_files(loaded.config)
     # The report quotes the database's errors, which may quote the connect string.
     return replay_command(
         loaded.config,
@@ -251,8 +266,10 @@ def _replay(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) ->
 
 
 def _backups(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
-    from collector.recovery.commands import backups_command
+    from collector.recovery.commands import backups_command, show_command
 
+    if args.show is not None:
+        return show_command(args.show)
     _print_warnings(loaded, redact)
     return backups_command(loaded.config, args.paths, as_json=args.json)
 

@@ -14,6 +14,7 @@ where its value came from.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import types
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -312,6 +314,39 @@ class WalConfig(_Section):
         return self
 
 
+class FilesConfig(_Section):
+    """How the service's data files are protected (docs/security.md)."""
+
+    mode: int = 0o600
+    """Permission bits of the files the service creates (backup and rejected files, the SQLite
+    database); their directories get the same plus search: 0600 -> 0700. Written in octal as a
+    string (``"0640"`` lets a group read); never world-writable, always owner read and write."""
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not re.fullmatch(r"0?o?[0-7]{3,4}", value.strip()):
+                raise ValueError(f"files.mode must be octal permission bits such as '0600', got {value!r}")
+            return int(value.strip().replace("o", ""), 8)
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _sensible(cls, value: int) -> int:
+        if not 0 <= value <= 0o777:
+            raise ValueError(f"files.mode must be octal permission bits such as '0600', got {value}")
+        if value & 0o600 != 0o600 or value & 0o002:
+            raise ValueError(
+                f"files.mode {value:04o} must let the owner read and write and must not let everyone write"
+            )
+        return value
+
+    @field_serializer("mode")
+    def _as_octal(self, value: int) -> str:
+        return f"{value:04o}"
+
+
 class ApiConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -336,6 +371,7 @@ class Config(_Section):
     sink: SinkConfig = Field(default_factory=SqliteSinkConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     wal: WalConfig = Field(default_factory=WalConfig)
+    files: FilesConfig = Field(default_factory=FilesConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

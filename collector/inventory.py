@@ -12,12 +12,14 @@ service refreshes its cache on its monitor thread and the status API reads it wi
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from collector.file_safety import open_regular
 from collector.model import parse_timestamp
 from collector.spool_format import (
     TIMESTAMP_FIELD,
@@ -112,9 +114,11 @@ def scan(
             if kind is None:
                 continue
             try:
-                info = path.stat()
+                info = path.lstat()
             except OSError:
                 continue
+            if not stat.S_ISREG(info.st_mode):
+                continue  # a link or anything but a file is never the service's, and never followed
             found.append(SpoolFile(path, kind, info.st_size, info.st_mtime))
     found.sort(key=lambda f: (f.modified, f.path.name))
     if contents is not None:
@@ -147,7 +151,7 @@ class ContentsCache:
     def contents(self, path: Path) -> FileContents:
         """The file's contents as they are now (empty if it cannot be read)."""
         try:
-            info = path.stat()
+            info = path.lstat()
         except OSError:
             return FileContents(0, None, None, "cannot be read")
         identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
@@ -183,7 +187,7 @@ class ContentsCache:
 
 def _read(path: Path, identity: tuple[int, int, int, int], since: _Reading | None) -> _Reading:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             if since is not None:
                 offset, line = since.offset, since.line
                 rows, first, last = since.contents.rows, since.contents.first, since.contents.last

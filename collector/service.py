@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
@@ -26,7 +28,8 @@ from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.circuit_timing import opening_times
-from collector.config import Config
+from collector.config import Config, SqliteSinkConfig
+from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
@@ -64,8 +67,20 @@ class ShutdownReport:
     snapshot: Snapshot
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+"""The interpreter's switch interval while the service runs (Python's default is 5 ms). A writer
+that comes back from the database waits for the GIL until a busy producer thread has run this long,
+several times per batch; under overload a shorter wait roughly doubled the rows/s that reached the
+table (docs/benchmarks.md, "Overload"), and at the specification's load it costs nothing visible."""
+
+
 class CollectorService:
-    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats."""
+    """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats.
+
+    ``gil_switch_interval_s`` is set as the interpreter's switch interval from start to stop, if it
+    is shorter than the one in force (``None`` leaves the interpreter alone; an application that
+    embeds the service and tunes the interval itself passes ``None``).
+    """
 
     def __init__(
         self,
@@ -75,8 +90,11 @@ class CollectorService:
         sink: Sink | None = None,
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
+        gil_switch_interval_s: float | None = GIL_SWITCH_INTERVAL_S,
     ) -> None:
         self.config = config
+        self._switch_interval = gil_switch_interval_s
+        self._switch_interval_before: float | None = None
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
         # Where the data goes, as an operator must find it: relative paths in the configuration are
         # resolved from the working directory, so the startup line and the status show them whole.
@@ -89,9 +107,11 @@ class CollectorService:
         self.buffer = TagBuffer(
             buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
         )
+        self.file_modes = FileModes(config.files.mode)
         self.backup = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.BACKUP,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -99,6 +119,7 @@ class CollectorService:
         self.rejected = CsvSpool(
             backup_cfg.dir,
             kind=SpoolKind.REJECTED,
+            modes=self.file_modes,
             fallback_dir=backup_cfg.fallback_dir,
             max_file_bytes=backup_cfg.max_file_bytes,
             idle_close_s=backup_cfg.idle_close_s,
@@ -114,6 +135,8 @@ class CollectorService:
             )
         )
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
+        if sink is None and isinstance(config.sink, SqliteSinkConfig):
+            self._protect_database(config.sink.path)
         self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
@@ -190,10 +213,40 @@ class CollectorService:
         self._stop_lock = threading.Lock()
         self.started_at: float | None = None
 
+    def _protect_database(self, path: Path) -> None:
+        """The SQLite file is created owner-only before the sink opens it (SQLite gives its journal
+        files the same mode); one left more open by an earlier version is narrowed, and said so."""
+        try:
+            narrowed_files = private_file(path, self.file_modes)
+        except OSError as exc:
+            # The sink will say what is wrong with the path (an outage if it passes); this only
+            # notes that its mode could not be checked.
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_unchecked",
+                "cannot check the database file's mode",
+                path=str(path),
+                error=exc.strerror or str(exc),
+            )
+            return
+        for narrowed in narrowed_files:
+            log_event(
+                log,
+                logging.WARNING,
+                "file_mode_narrowed",
+                "the database file was readable by others; narrowed to files.mode",
+                path=str(narrowed),
+                mode=f"{self.file_modes.file:04o}",
+            )
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._check_sink()
+        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
+            self._switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         self.writer.start()
         self.source.start()
         if self.simulator is not None:
@@ -282,6 +335,8 @@ class CollectorService:
                 balanced=snapshot.balanced(),
             )
             self._stopped = ShutdownReport(pending, snapshot)
+            if self._switch_interval_before is not None:
+                sys.setswitchinterval(self._switch_interval_before)
             return self._stopped
 
     def run(self, duration_s: float | None = None, *, install_signals: bool = True) -> ShutdownReport:

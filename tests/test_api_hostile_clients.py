@@ -114,10 +114,7 @@ def _attack_until(port: int, stop: threading.Event, opened: list[int]) -> None:
                 sock.close()
 
 
-def test_idle_and_slow_clients_under_a_low_file_limit_lose_no_value_and_leave_probes_answering(
-    tmp_path: Path,
-) -> None:
-    port = free_port()
+def _start_collector(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     config = {
         "source": {"tags": 3491, "groups": 10, "interval_s": 1.0, "ledger": str(tmp_path / "ledger.csv")},
         "writer": {"max_retries": 1, "backoff_s": [0.2], "probe_interval_s": 1, "shutdown_timeout_s": 10},
@@ -128,32 +125,49 @@ def test_idle_and_slow_clients_under_a_low_file_limit_lose_no_value_and_leave_pr
     (tmp_path / "collector.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTOR_", "OTEL_"))}
     env["PYTHONPATH"] = str(ROOT)
+    command = [sys.executable, "-m", "collector", "run", "--config", str(tmp_path / "collector.yaml")]
     with open(tmp_path / "collector.log", "wb") as log:
         # As an operator would: `ulimit -n 64` (soft and hard) in the shell that starts the service.
-        command = [sys.executable, "-m", "collector", "run", "--config", str(tmp_path / "collector.yaml")]
-        process = subprocess.Popen(
+        return subprocess.Popen(
             ["bash", "-c", f'ulimit -n {FILE_LIMIT} && exec "$0" "$@"', *command],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
+
+
+def _assert_every_value_is_kept(tmp_path: Path, log_text: str) -> None:
+    """Every generated value is in the database or in a backup file, exactly once."""
+    assert "values_lost" not in log_text, "values were lost"
+    found = reconcile(
+        read_ledger(tmp_path / "ledger.csv"),
+        sqlite_keys(tmp_path / "tags.db"),
+        spool_keys([tmp_path / "backup"]),
+    )
+    assert found.in_backup_only > 0, "the outage sent nothing to backup"
+    assert (found.missing, found.unexpected, found.database_duplicates) == (set(), set(), 0)
+    assert found.in_database + found.in_backup_only == found.generated
+
+
+def test_idle_and_slow_clients_under_a_low_file_limit_lose_no_value_and_leave_probes_answering(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    process = _start_collector(tmp_path, port)
     stop = threading.Event()
     probes = Probes()
     opened = [0]
-    threads = [
-        threading.Thread(target=_probe_until, args=(port, stop, probes), name="probe"),
-        threading.Thread(target=_attack_until, args=(port, stop, opened), name="attack"),
-    ]
+    prober = threading.Thread(target=_probe_until, args=(port, stop, probes), name="probe")
+    attacker = threading.Thread(target=_attack_until, args=(port, stop, opened), name="attack")
     try:
+        prober.start()
         deadline = time.monotonic() + 30
         while not (tmp_path / "tags.db").exists() or probes.answered == 0:
-            if not threads[0].is_alive():
-                threads[0].start()
             assert process.poll() is None, (tmp_path / "collector.log").read_text()
             assert time.monotonic() < deadline, "the collector did not start"
             time.sleep(0.2)
-        threads[1].start()
+        attacker.start()
         time.sleep(3)  # the attack settles in while the database still works
         lock = sqlite3.connect(tmp_path / "tags.db", isolation_level=None, timeout=10)
         try:
@@ -166,7 +180,7 @@ def test_idle_and_slow_clients_under_a_low_file_limit_lose_no_value_and_leave_pr
         answered_during_attack = probes.answered
     finally:
         stop.set()
-        for thread in threads:
+        for thread in (prober, attacker):
             if thread.is_alive():
                 thread.join(30)
         if process.poll() is None:
@@ -175,16 +189,7 @@ def test_idle_and_slow_clients_under_a_low_file_limit_lose_no_value_and_leave_pr
 
     log_text = (tmp_path / "collector.log").read_text()
     assert code == 0, log_text[-3000:]
-    # Every generated value is in the database or in a backup file, exactly once.
-    assert "values_lost" not in log_text, "values were lost"
-    found = reconcile(
-        read_ledger(tmp_path / "ledger.csv"),
-        sqlite_keys(tmp_path / "tags.db"),
-        spool_keys([tmp_path / "backup"]),
-    )
-    assert found.in_backup_only > 0, "the outage sent nothing to backup"
-    assert (found.missing, found.unexpected, found.database_duplicates) == (set(), set(), 0)
-    assert found.in_database + found.in_backup_only == found.generated
+    _assert_every_value_is_kept(tmp_path, log_text)
     # The probe kept answering, promptly, through the attack and the outage.
     assert answered_during_attack >= 40, probes
     assert len(probes.failed) <= answered_during_attack // 50, probes.failed[:5]

@@ -99,15 +99,53 @@ def test_a_full_batch_wakes_a_waiting_consumer_at_once():
     assert got == [100]
 
 
-def test_spill_level_hands_the_oldest_values_to_the_spill_guard():
+def test_values_beyond_the_spill_level_go_to_the_spill_guard_oldest_first():
     buffer = TagBuffer(100, batch_size=10, spill_level=90)
-    buffer.put_many(values(0, 89))
-    assert buffer.wait_for_spill(0.01) == []
-    buffer.put(values(89, 1)[0])
-    assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(10))
-    buffer.put_many(values(90, 15))  # 95 now: take enough to be one batch below the level
-    assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(10, 25))
-    assert len(buffer) == 80
+    buffer.put_many(values(0, 90))
+    assert buffer.wait_for_spill(0.01) == [] and len(buffer) == 90
+    buffer.put(values(90, 1)[0])
+    assert [v.value for v in buffer.wait_for_spill(0.01)] == [0]
+    buffer.put_many(values(91, 15))  # 105 would wait: the 15 oldest leave the ring
+    assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(1, 16))
+    assert [v.value for v in buffer.take(90)] == list(range(16, 106)), "the writers keep the newest"
+    stats = buffer.stats()
+    assert (stats.inserted, stats.removed, stats.overflow, stats.size) == (106, 106, 0, 0)
+
+
+def test_a_poll_larger_than_the_ring_is_spilled_not_overwritten():
+    buffer = TagBuffer(100, batch_size=10, spill_level=90)
+    buffer.put_many(values(0, 50))
+    buffer.put_many(values(50, 140))  # 190 waiting: the 50 in the ring and the poll's 50 oldest leave
+    assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(100))
+    assert [v.value for v in buffer.take(100)] == list(range(100, 190))
+    assert buffer.stats().overflow == 0
+
+
+def test_only_a_full_spill_queue_lets_the_ring_overwrite():
+    buffer = TagBuffer(100, batch_size=10, spill_level=90)
+    buffer.put_many(values(0, 150))  # 60 spilled, 90 in the ring
+    buffer.put_many(values(150, 100))  # the spill queue takes 40 more (100 in all), then the ring overwrites
+    stats = buffer.stats()
+    assert (stats.size, stats.overflow, stats.removed) == (100, 50, 100)
+    assert [v.value for v in buffer.wait_for_spill(0.01)] == list(range(100))
+    assert [v.value for v in buffer.take(100)] == list(range(150, 250)), (
+        "overwritten: the 50 oldest in the ring"
+    )
+    assert stats.inserted == stats.removed + stats.overflow + stats.size
+
+
+def test_without_a_spill_level_nothing_is_spilled():
+    buffer = TagBuffer(100, batch_size=10)
+    buffer.put_many(values(0, 150))
+    assert buffer.wait_for_spill(0.0) == [] and buffer.stats().overflow == 50
+
+
+def test_closing_hands_over_what_waits_in_the_spill_queue():
+    buffer = TagBuffer(100, batch_size=10, spill_level=90)
+    buffer.put_many(values(0, 95))
+    buffer.close()
+    assert [v.value for v in buffer.wait_for_spill(5.0)] == list(range(5))
+    assert buffer.wait_for_spill(5.0) == []  # closed and empty: returns at once
 
 
 def test_invalid_construction_names_the_argument():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -56,6 +57,12 @@ def test_run_for_a_duration_writes_everything_and_exits_zero(tmp_path):
     assert set(db) == set(ledger) and db.total() == len(ledger)
     assert "event=service_started" in err
     assert "event=shutdown_complete" in err and "balanced=True" in err
+    # Plant data is owner-only, whichever code created it (files.mode, 0600 and 0700 by default).
+    created = list((tmp_path / "data").rglob("*"))
+    assert tmp_path / "data" / "tags.db" in created
+    assert all(_mode(p) == (0o700 if p.is_dir() else 0o600) for p in [tmp_path / "data", *created]), {
+        str(p): oct(_mode(p)) for p in created
+    }
 
 
 def test_sigterm_during_an_outage_backs_up_every_buffered_value_and_exits_zero(tmp_path):
@@ -82,6 +89,13 @@ def test_sigterm_during_an_outage_backs_up_every_buffered_value_and_exits_zero(t
     assert "event=signal_received" in err and "signal=SIGTERM" in err
     assert "event=shutdown_started" in err and "pending=" in err
     assert "event=sink_unavailable_at_start" in err
+    backups = list((tmp_path / "backup").iterdir())
+    assert backups and _mode(tmp_path / "backup") == 0o700
+    assert all(_mode(p) == 0o600 for p in backups)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
 
 
 def test_sigint_stops_gracefully_too(tmp_path):

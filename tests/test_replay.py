@@ -369,3 +369,71 @@ def test_a_file_another_replay_holds_is_skipped_not_loaded_twice(tmp_path: Path)
         assert done.outcome is Outcome.IN_USE and table_rows(db) == {}
         (checked,) = _replayer(db).run([path], dry_run=True).files
         assert checked.outcome is Outcome.IN_USE
+
+
+def _locked_database(db: Path) -> sqlite3.Connection:
+    """The table exists and another connection holds the write lock (a service mid-transaction, a
+    sqlite3 shell left in BEGIN EXCLUSIVE)."""
+    sink = SqliteSink(db)
+    sink.ping()
+    sink.close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_a_database_locked_as_replay_opens_it_is_waited_for_on_the_writers_schedule(tmp_path: Path) -> None:
+    db, backup = tmp_path / "tags.db", tmp_path / "backup"
+    path = write_backup(backup, sample_values(50))
+    holder = _locked_database(db)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            holder.execute("COMMIT")  # the lock is released during the second wait
+
+    replayer = Replayer(
+        lambda: SqliteSink(db, busy_timeout_s=0.01), retry=RetryPolicy(3, (1.0, 2.0, 4.0)), sleep=sleep
+    )
+    report = replayer.run([path])
+    holder.close()
+    assert sleeps == [1.0, 2.0]
+    assert (report.files[0].outcome, report.files[0].written) == (Outcome.REPLAYED, 50)
+    assert report.exit_code is ExitCode.OK and len(table_rows(db)) == 50
+
+
+def test_a_database_that_stays_locked_fails_after_the_last_retry(tmp_path: Path) -> None:
+    db, backup = tmp_path / "tags.db", tmp_path / "backup"
+    path = write_backup(backup, sample_values(50))
+    holder = _locked_database(db)
+    sleeps: list[float] = []
+    replayer = Replayer(
+        lambda: SqliteSink(db, busy_timeout_s=0.01),
+        retry=RetryPolicy(3, (1.0, 2.0, 4.0)),
+        sleep=sleeps.append,
+    )
+    try:
+        report = replayer.run([path])
+    finally:
+        holder.close()
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert report.exit_code is ExitCode.DATABASE and "locked" in report.files[0].detail
+    assert path.exists() and not resume_path(path).exists()
+
+
+def test_a_dry_run_waits_for_a_database_that_is_briefly_unavailable(tmp_path: Path) -> None:
+    backup = tmp_path / "backup"
+    path = write_backup(backup, sample_values(20))
+    calls: list[int] = []
+
+    def lookup() -> KeyLookup | None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientSinkError("connection refused", code="08001")
+        return None
+
+    sleeps: list[float] = []
+    replayer = Replayer(lambda: SqliteSink(tmp_path / "tags.db"), lookup_factory=lookup, sleep=sleeps.append)
+    report = replayer.run([path], dry_run=True)
+    assert sleeps == [1.0] and report.files[0].outcome is Outcome.CHECKED

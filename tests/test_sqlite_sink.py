@@ -74,6 +74,20 @@ def test_duplicates_within_and_across_batches_are_counted_not_stored(sink):
     assert [r[:2] for r in rows(sink)] == [("T", 1), ("U", 4)]
 
 
+def test_a_batch_longer_than_one_statement_is_written_whole_in_file_order(sink):
+    # More rows than one INSERT statement carries, with repeats inside and across statements and
+    # keys already stored: every row is counted once and stored once, in the order given.
+    stored = [TagValue(f"T{i:04d}", i, STAMP) for i in range(0, 2600, 7)]
+    sink.write(stored)
+    batch = [TagValue(f"T{i:04d}", float(i), STAMP) for i in range(2600)]
+    batch += batch[1200:1300]
+    result = sink.write(batch)
+    assert (result.written, result.duplicates, result.rejected) == (2600 - len(stored), len(stored) + 100, [])
+    names = [r[0] for r in rows(sink)]
+    assert sorted(names) == [f"T{i:04d}" for i in range(2600)]
+    assert names[len(stored) :] == [f"T{i:04d}" for i in range(2600) if i % 7]
+
+
 def test_rows_the_table_refuses_are_rejected_and_the_rest_committed(tmp_path):
     path = tmp_path / "strict.db"
     conn = sqlite3.connect(path)

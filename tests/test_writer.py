@@ -5,6 +5,7 @@ Retry and probe timing run on a hand-moved clock, so nothing here sleeps for the
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -248,13 +249,15 @@ def test_spill_guard_saves_the_oldest_to_backup_when_the_writers_are_stuck(write
         rig.buffer.put_many(values(start, 100))
         produced += 100
         time.sleep(0.005)
-    wait_until(lambda: len(rig.buffer) < 500)
+    # The writers keep the newest 500; everything older than that, and not in the stuck batch,
+    # is in the backup file.
+    wait_until(lambda: rig.stats().backed_up == produced - 100 - 500)
     stats = rig.stats()
-    assert stats.buffer_overflow == 0
-    assert stats.spilled >= 2_400
+    assert stats.buffer_overflow == 0 and stats.buffer_size == 500
+    assert stats.spilled == stats.backed_up == 2_400
     assert balanced(stats, produced)
     spilled = [int(r["tag_value"]) for r in rig.backup_rows()]
-    assert spilled == sorted(spilled) and spilled[0] == 100, "the oldest values are spilled first"
+    assert spilled == list(range(100, 2_500)), "the oldest values are spilled, in order"
 
 
 def test_overflow_at_ten_times_the_drain_rate_drops_the_oldest_and_counts_exactly(writer_rigs):
@@ -357,3 +360,32 @@ def test_every_snapshot_balances_while_values_flow_and_fail(writer_rigs):
 
 def test_transient_errors_classify_as_retryable():
     assert TransientSinkError("x").transient
+
+
+def test_retry_and_failure_lines_name_the_batch_and_the_worker(writer_rigs, caplog):
+    clock = ManualClock()
+    sink = SwitchableSink(MemorySink())
+    sink.down.set()
+    with caplog.at_level(logging.DEBUG, logger="collector"):
+        rig = writer_rigs(sink, clock=clock, workers=2, batch_size=100, retry=RetryPolicy.of(1, [1.0]))
+        rig.buffer.put_many(values(0, 100))
+        wait_until(lambda: rig.stats().retry_pending == 100)
+        rig.buffer.put_many(values(100, 100))
+        wait_until(lambda: rig.stats().retry_pending == 200)
+        clock.advance(1.0)
+        wait_until(lambda: rig.stats().backed_up == 200)
+    lines = [
+        (r.collector_event, r.collector_fields)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if getattr(r, "collector_event", "") in ("write_failed", "write_retry", "batch_backed_up")
+    ]
+    by_batch: dict[object, list[str]] = {}
+    for event, fields in lines:
+        assert str(fields["worker"]).startswith("writer-"), fields
+        by_batch.setdefault(fields["batch"], []).append(event)
+    # Each batch has its own story: the first fails, is retried, fails again, opens the circuit and
+    # is backed up; the second, still waiting for its retry then, goes straight to backup.
+    assert by_batch == {
+        1: ["write_failed", "write_retry", "write_failed", "batch_backed_up"],
+        2: ["write_failed", "batch_backed_up"],
+    }

@@ -3,18 +3,22 @@ given to the replay engine or the inventory, and their report on stdout."""
 
 from __future__ import annotations
 
+import csv
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from collector.config import Config
+from collector.file_safety import FileModes, open_regular
 from collector.inventory import ContentsCache, scan
 from collector.recovery import report as render
 from collector.recovery.files import backup_files, in_use
 from collector.recovery.replay import FileReport, Replayer
 from collector.retry import RetryPolicy
 from collector.sinks import KeyLookup, PermanentSinkError, Sink, build_key_lookup, build_sink
+from collector.spool_format import NotABackupFile, read_header, records, spreadsheet_safe
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -38,7 +42,7 @@ def replay_command(
     err: TextIO | None = None,
 ) -> int:
     stdout, stderr = out or sys.stdout, err or sys.stderr
-    missing = [path for path in paths if not path.exists()]
+    missing = [path for path in paths if not os.path.lexists(path)]
     if missing:
         for path in missing:
             print(f"collector replay: {path}: no such file or directory", file=stderr)
@@ -63,6 +67,7 @@ def replay_command(
         batch_size=config.writer.batch_size,
         workers=config.writer.workers,
         retry=RetryPolicy.of(config.writer.max_retries, config.writer.backoff_s),
+        modes=FileModes(config.files.mode),
     )
 
     def print_file(done: FileReport) -> None:
@@ -99,4 +104,28 @@ def backups_command(
     else:
         text = render.backups_text(inventory, in_use, directories)
     print(text, file=stdout)
+    return 0
+
+
+def show_command(path: Path, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Print a backup or rejected file as CSV that is safe to open in a spreadsheet: a field that a
+    spreadsheet would run as a formula is shown as text (see ``docs/security.md``). Only a regular
+    file that starts with a backup or rejected header is shown; nothing else is echoed."""
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    try:
+        with open_regular(path) as handle:
+            kind, offset = read_header(handle)
+            writer = csv.writer(stdout, lineterminator="\n")
+            writer.writerow(kind.header)
+            for record in records(handle, offset=offset):
+                if record.problem is not None:
+                    writer.writerow([f"(line {record.line}: {record.problem})"])
+                    continue
+                writer.writerow([spreadsheet_safe(field) for field in record.fields])
+    except NotABackupFile as exc:
+        print(f"collector backups: {path}: {exc}", file=stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"collector backups: {path}: {exc.strerror or exc}", file=stderr)
+        return EXIT_USAGE
     return 0

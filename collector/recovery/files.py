@@ -6,6 +6,11 @@ it writes the header until it closes the file, and it never reopens a file it cl
 has its header and can be locked here is finished and will not change. A file of zero bytes may be
 in the instant between its creation and the spool's lock: it is treated as in use and never locked
 here, so the spool's own lock can never fail because of a replay.
+
+Nothing here follows a symbolic link or opens anything but a regular file: not a backup file, not
+the ``replayed/`` directory, not a resume file or its temporary (see :mod:`collector.file_safety`).
+A replay may run with more privileges than the service that wrote the directory, so a link planted
+there must not make it read, move or overwrite another file.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from collector.file_safety import (
+    FileModes,
+    UnsafeFile,
+    create_exclusive,
+    describe,
+    open_regular,
+    real_directory,
+    regular_file,
+)
 from collector.spool_format import SpoolKind, kind_of
 
 REPLAYED_DIR = "replayed"
@@ -32,14 +46,15 @@ class FileBusy(Exception):
 
 def backup_files(paths: Iterable[Path]) -> list[Path]:
     """The files to replay: each file named, and the ``backup_*.csv`` files directly in each
-    directory named (rejected files are left alone unless named one by one), oldest first."""
+    directory named (rejected files are left alone unless named one by one; links and anything
+    but regular files are not listed), oldest first."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             names = sorted(
                 entry
                 for entry in path.iterdir()
-                if kind_of(entry.name) is SpoolKind.BACKUP and entry.is_file()
+                if kind_of(entry.name) is SpoolKind.BACKUP and regular_file(entry)
             )
             found.extend(names)
         else:
@@ -58,9 +73,10 @@ def open_locked(path: Path, *, exclusive: bool) -> BinaryIO:
     """Open ``path`` for reading under a non-blocking ``flock``; the lock lasts until it is closed.
 
     Raises :class:`FileBusy` if the service (or another replay) holds the file, FileNotFoundError if
-    it has gone, and OSError if it cannot be read.
+    it has gone, :class:`~collector.file_safety.UnsafeFile` if it is a link or not a regular file,
+    and OSError if it cannot be read.
     """
-    handle = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    handle = open_regular(path)
     try:
         if os.fstat(handle.fileno()).st_size == 0:
             raise FileBusy("empty: a running service has just created it")
@@ -94,16 +110,24 @@ def in_use(path: Path) -> bool:
         return False
 
 
-def move_to_replayed(path: Path) -> Path:
+def move_to_replayed(path: Path, modes: FileModes | None = None) -> Path:
     """Move a replayed file into ``replayed/`` beside it (a name taken there gets ``_1``, ``_2``),
-    durably; return the new path. A file already in a ``replayed`` directory stays where it is."""
+    durably; return the new path. A file already in a ``replayed`` directory stays where it is.
+
+    Raises :class:`~collector.file_safety.UnsafeFile` if ``replayed`` is a link or not a directory.
+    """
     if path.parent.name == REPLAYED_DIR:
         return path
     target_dir = path.parent / REPLAYED_DIR
-    target_dir.mkdir(exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        target_dir.mkdir(mode=(modes or FileModes()).directory)
+    if not real_directory(target_dir):
+        raise UnsafeFile(
+            errno.ENOTDIR, f"{REPLAYED_DIR}/ is {describe(target_dir)}, not a directory; not followed"
+        )
     target = target_dir / path.name
     suffix = 0
-    while target.exists():
+    while os.path.lexists(target):
         suffix += 1
         target = target_dir / f"{path.stem}_{suffix}{path.suffix}"
     os.rename(path, target)
@@ -137,9 +161,11 @@ def resume_path(path: Path) -> Path:
 
 
 def load_resume_point(path: Path, handle: BinaryIO) -> ResumePoint | None:
-    """The resume point saved for ``path``, if it still matches the file."""
+    """The resume point saved for ``path``, if it still matches the file (a resume file that is a
+    link or not a regular file is ignored)."""
     try:
-        data = json.loads(resume_path(path).read_text(encoding="utf-8"))
+        with open_regular(resume_path(path)) as resume:
+            data = json.loads(resume.read(4096).decode("utf-8"))
         point = ResumePoint(**{key: int(data[key]) for key in ResumePoint.__dataclass_fields__})
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -152,14 +178,20 @@ def load_resume_point(path: Path, handle: BinaryIO) -> ResumePoint | None:
     return point
 
 
-def save_resume_point(path: Path, handle: BinaryIO, line: int, offset: int) -> None:
+def save_resume_point(
+    path: Path, handle: BinaryIO, line: int, offset: int, modes: FileModes | None = None
+) -> None:
+    """Record where a replay stopped: written to a new temporary file (whatever had its name, a
+    planted link included, is removed, never written through), fsynced, then renamed over the
+    resume file (a rename replaces a link, it does not follow it)."""
     info = os.fstat(handle.fileno())
     point = ResumePoint(line=line, offset=offset, size=info.st_size, mtime_ns=info.st_mtime_ns)
     target = resume_path(path)
     temporary = target.with_name(target.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as out:
-        json.dump(asdict(point), out)
-        out.flush()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    with create_exclusive(temporary, modes or FileModes()) as out:
+        out.write(json.dumps(asdict(point)).encode("utf-8"))
         os.fsync(out.fileno())
     os.replace(temporary, target)
 

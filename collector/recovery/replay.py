@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from collector.backup import CsvSpool, SpoolError
+from collector.file_safety import FileModes
 from collector.logs import log_event
 from collector.model import TagValue
 from collector.recovery.files import (
@@ -146,6 +147,7 @@ class DatabaseFailed(Exception):
         self.error = error
 
 
+T = TypeVar("T")
 SinkFactory = Callable[[], Sink]
 LookupFactory = Callable[[], KeyLookup | None]
 ProgressFactory = Callable[[str, int], Progress]
@@ -170,6 +172,7 @@ class Replayer:
         sleep: Callable[[float], None] = time.sleep,
         progress: ProgressFactory = progress_for,
         wall_clock: Callable[[], float] = time.time,
+        modes: FileModes | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -185,6 +188,7 @@ class Replayer:
         self._sleep = sleep
         self._progress = progress
         self._wall_clock = wall_clock
+        self._modes = modes or FileModes()
         self._sink: Sink | None = None
         self._lookup: KeyLookup | None = None
         self._lookup_built = False
@@ -242,10 +246,12 @@ class Replayer:
             except SinkError as exc:
                 return self._database_failed(report, exc)
             settled = (line, offset)
-            spool = CsvSpool(path.parent, kind=SpoolKind.REJECTED, wall_clock=self._wall_clock)
+            spool = CsvSpool(
+                path.parent, kind=SpoolKind.REJECTED, wall_clock=self._wall_clock, modes=self._modes
+            )
             progress = self._progress(path.name, _size(handle))
             written = self._written_in_order(
-                sink, chunks(handle, kind, self._batch_size, offset=offset, line=line)
+                sink, path, chunks(handle, kind, self._batch_size, offset=offset, line=line)
             )
             try:
                 for chunk, result in written:
@@ -280,7 +286,7 @@ class Replayer:
                 progress.finish()
                 spool.close()
             try:
-                report.moved_to = move_to_replayed(path)
+                report.moved_to = move_to_replayed(path, self._modes)
             except OSError as exc:
                 self._keep_place(path, handle, settled, None)
                 report.outcome = Outcome.STOPPED
@@ -360,7 +366,7 @@ class Replayer:
         if settled == started:
             return
         try:
-            save_resume_point(path, handle, *settled)
+            save_resume_point(path, handle, *settled, modes=self._modes)
         except OSError as exc:
             log_event(
                 log,
@@ -379,37 +385,64 @@ class Replayer:
 
     def _get_sink(self) -> Sink:
         if self._sink is None:
-            sink = self._sink_factory()
-            try:
-                sink.ping()
-            except SinkError:
-                sink.close()
-                raise
-            self._sink = sink
+            self._sink = self._retrying("connect", self._open_sink)
         return self._sink
 
+    def _open_sink(self) -> Sink:
+        sink = self._sink_factory()
+        try:
+            sink.ping()
+        except SinkError:
+            sink.close()
+            raise
+        return sink
+
     def _get_lookup(self) -> KeyLookup | None:
-        if not self._lookup_built and self._lookup_factory is not None:
-            self._lookup = self._lookup_factory()
+        factory = self._lookup_factory
+        if not self._lookup_built and factory is not None:
+            self._lookup = self._retrying("connect", factory)
         self._lookup_built = True
         return self._lookup
 
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call``, retried on the writer's schedule (1 s, 2 s, 4 s) while it fails transiently: a
+        database that is locked or restarting as replay opens it is waited for, as a failed batch
+        is. A permanent error, or a transient one past the last retry, is raised."""
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except SinkError as exc:
+                delay = self._retry.delay_after(attempt) if exc.transient else None
+                if delay is None:
+                    raise
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "replay_retry",
+                    f"cannot {what} to the database; retry {attempt} of {self._retry.max_retries}"
+                    f" in {delay:g} s",
+                    error=exc.describe(),
+                )
+            self._sleep(delay)
+            attempt += 1
+
     def _written_in_order(
-        self, sink: Sink, pending_chunks: Iterator[Chunk]
+        self, sink: Sink, path: Path, pending_chunks: Iterator[Chunk]
     ) -> Generator[tuple[Chunk, WriteResult], None, None]:
         """Each chunk with the result of writing it, in file order. With several workers, up to
         ``workers`` chunks are being written while the next one is read; closing the iterator
         (or a failure) abandons what is not yet settled and waits for the writers to return."""
         if self._workers == 1:
             for chunk in pending_chunks:
-                yield chunk, self._write(sink, _values(chunk))
+                yield chunk, self._write(sink, _values(chunk), path, chunk)
             return
         self._abandoned.clear()
         pool = ThreadPoolExecutor(self._workers, thread_name_prefix="replay-writer")
         in_flight: deque[tuple[Chunk, Future[WriteResult]]] = deque()
         try:
             for chunk in pending_chunks:
-                in_flight.append((chunk, pool.submit(self._write, sink, _values(chunk))))
+                in_flight.append((chunk, pool.submit(self._write, sink, _values(chunk), path, chunk)))
                 if len(in_flight) > self._workers:
                     done, future = in_flight.popleft()
                     yield done, future.result()
@@ -420,7 +453,7 @@ class Replayer:
             self._abandoned.set()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _write(self, sink: Sink, batch: list[TagValue]) -> WriteResult:
+    def _write(self, sink: Sink, batch: list[TagValue], path: Path, chunk: Chunk) -> WriteResult:
         """Write one batch, retrying transient errors on the configured schedule."""
         if not batch:
             return WriteResult()
@@ -439,6 +472,8 @@ class Replayer:
                 logging.WARNING,
                 "replay_retry",
                 f"batch write failed; retry {attempt} of {self._retry.max_retries} in {delay:g} s",
+                file=path.name,
+                lines=f"{chunk.rows[0].line}-{chunk.end_line}",
                 size=len(batch),
                 error=error.describe(),
             )

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 from opentelemetry import trace
@@ -33,6 +34,9 @@ from collector.sinks.base import (
     WriteResult,
 )
 from collector.sinks.spans import insert_span, record_result
+
+MAX_ROWS_PER_STATEMENT = 1000
+"""Rows per INSERT statement (5 000 bound parameters, well under SQLite's default limit of 32 766)."""
 
 SQLITE_MAX_INTEGER = 2**63 - 1
 """SQLite's INTEGER is 64-bit; larger integers go to the text column rather than being rounded."""
@@ -104,10 +108,11 @@ class SqliteSink:
         self._conn: sqlite3.Connection | None = None
         c = self._columns
         names = ", ".join((c.tag_name, c.tag_value, c.tag_value_text, c.timestamp, c.quality))
-        self._insert = (
-            f"INSERT INTO {table} ({names}) VALUES (?, ?, ?, ?, ?) "
-            f"ON CONFLICT ({c.tag_name}, {c.timestamp}) DO NOTHING"
-        )
+        self._insert_into = f"INSERT INTO {table} ({names}) VALUES "
+        self._on_conflict = f" ON CONFLICT ({c.tag_name}, {c.timestamp}) DO NOTHING"
+        self._insert = self._insert_into + "(?, ?, ?, ?, ?)" + self._on_conflict
+        self._inserts: dict[int, str] = {}
+        self._rows_per_statement = MAX_ROWS_PER_STATEMENT
         self._probe = f"SELECT {names} FROM {table} WHERE 0"
         # No connection yet: the file may live on a disk that is not there at start, which is an
         # outage like any other. The first ping or write opens it.
@@ -119,6 +124,10 @@ class SqliteSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            # Five bound parameters per row; a SQLite built with a lower limit gets shorter statements.
+            self._rows_per_statement = max(
+                1, min(MAX_ROWS_PER_STATEMENT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 5)
             )
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives a power cut, which is what "written" promises.
@@ -164,15 +173,33 @@ class SqliteSink:
         return result
 
     def _insert_all(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
+        """Insert every row with as few statements as the parameter limit allows. One multi-row
+        INSERT rather than ``executemany``: each row of an ``executemany`` is a step that releases
+        the GIL and has to take it back, and beside a busy producer thread every one of those
+        hand-offs can wait a whole switch interval (docs/benchmarks.md, "Overload")."""
         before = conn.total_changes
+        step = self._rows_per_statement
+        if len(rows) <= step:
+            # One statement is its own transaction (and atomic): no BEGIN and COMMIT to wait for.
+            conn.execute(self._multi_row_insert(len(rows)), list(chain.from_iterable(rows)))
+            return conn.total_changes - before
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(self._insert, rows)
+            for start in range(0, len(rows), step):
+                part = rows[start : start + step]
+                conn.execute(self._multi_row_insert(len(part)), list(chain.from_iterable(part)))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
         return conn.total_changes - before
+
+    def _multi_row_insert(self, rows: int) -> str:
+        statement = self._inserts.get(rows)
+        if statement is None:
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+            statement = self._inserts[rows] = self._insert_into + values + self._on_conflict
+        return statement
 
     def _insert_each(
         self,

@@ -19,8 +19,10 @@ from datetime import datetime
 from collector.buffer import BufferClosedError, TagBuffer
 from collector.logs import log_event
 from collector.model import (
+    MAX_TEXT_BYTES,
     InvalidValue,
     PollingData,
+    Quality,
     TagValue,
     readings,
     timestamp_error,
@@ -29,6 +31,14 @@ from collector.model import (
 )
 
 log = logging.getLogger("collector.intake")
+
+MAX_KNOWN_NAMES = 100_000
+"""Tag names remembered as valid, for intake's fast path (a plant's tags, with room to spare)."""
+
+_PLAIN = frozenset({float, int, bool})
+_SHORT_TEXT = MAX_TEXT_BYTES // 4
+"""Text no longer than this cannot exceed the byte limit, whatever its characters."""
+_new_tuple = tuple.__new__
 
 InvalidHandler = Callable[[Sequence[InvalidValue]], int]
 """Takes the readings refused at intake (to the rejected CSV); returns how many of them were lost."""
@@ -56,6 +66,7 @@ class Intake:
         self._buffer = buffer
         self._on_invalid = on_invalid
         self._naive_is_utc = naive_is_utc
+        self._valid_names: set[str] = set()
         self._lock = threading.Lock()
         self._polls = 0
         self._received = 0
@@ -75,13 +86,36 @@ class Intake:
         else:
             assert isinstance(stamp, datetime)
             utc = to_utc(stamp, naive_is_utc=self._naive_is_utc)
-            for name, value, quality in readings(poll):
-                reason = validation_error(name, value, quality)
-                if reason is None:
-                    valid.append(TagValue(name, value, utc, quality))  # type: ignore[arg-type]
+            # The fast path: a tag name already seen to be valid, with a number, a boolean or a
+            # short text, needs no other check, and the tuple is made without the NamedTuple's
+            # keyword-handling constructor. Everything else gets the full validation.
+            known = self._valid_names
+            good = Quality.GOOD.value
+            for name, value in poll.values.items():
+                kind = type(value)
+                if name in known and (kind in _PLAIN or (kind is str and len(value) <= _SHORT_TEXT)):  # type: ignore[arg-type]
+                    valid.append(_new_tuple(TagValue, (name, value, utc, good)))
                 else:
-                    invalid.append(InvalidValue(name, value, stamp, quality, reason))
+                    checked = self._check(name, value, good, stamp, utc)
+                    (valid if type(checked) is TagValue else invalid).append(checked)  # type: ignore[arg-type]
+            bad = Quality.BAD.value
+            for name in poll.errors:
+                checked = self._check(name, None, bad, stamp, utc)
+                (valid if type(checked) is TagValue else invalid).append(checked)  # type: ignore[arg-type]
         return self._deliver(valid, invalid, polls=1)
+
+    def _check(
+        self, name: object, value: object, quality: str, stamp: datetime, utc: datetime
+    ) -> TagValue | InvalidValue:
+        """The full validation: the value to buffer, or the reading refused with its reason."""
+        reason = validation_error(name, value, quality)
+        if reason is not None:
+            return InvalidValue(name, value, stamp, quality, reason)
+        known = self._valid_names
+        if len(known) >= MAX_KNOWN_NAMES:
+            known.clear()  # a source that invents names forever must not grow this without bound
+        known.add(name)  # type: ignore[arg-type]
+        return TagValue(name, value, utc, quality)  # type: ignore[arg-type]
 
     def submit_values(self, values: Iterable[TagValue]) -> int:
         """Take ready-made TagValues (for applications that build them themselves)."""

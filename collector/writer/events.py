@@ -6,9 +6,11 @@ one object so that a listener takes what it needs and a new field changes no sig
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from collector.circuit import CircuitStatus
 from collector.model import TagValue
@@ -50,6 +52,12 @@ class BatchAttempt:
     @property
     def ok(self) -> bool:
         return self.result is not None
+
+
+def origin(batch_id: int | None) -> dict[str, Any]:
+    """The fields that tie a log line to its batch and to the thread that handled it, so that a
+    batch's attempts, retries and its final fate can be followed through the log."""
+    return {"batch": batch_id, "worker": threading.current_thread().name}
 
 
 class WriterListener:

@@ -25,7 +25,7 @@ from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import Sink, SinkError, WriteResult
 from collector.write_attempt import write_once
-from collector.writer.events import AttemptOutcome, BatchAttempt, WriterListener
+from collector.writer.events import AttemptOutcome, BatchAttempt, WriterListener, origin
 from collector.writer.ledger import Ledger
 from collector.writer.retry_queue import PendingRetry, RetryQueue
 from collector.writer.spooler import Spooler
@@ -98,37 +98,39 @@ class BatchHandler:
 
     # ------------------------------------------------------------------ the three kinds of work
 
-    def fresh(self, batch: list[TagValue]) -> None:
-        """A batch just taken from the buffer."""
+    def fresh(self, batch: list[TagValue], batch_id: int) -> None:
+        """A batch just taken from the buffer (``batch_id`` names it in every log line)."""
         if self._shutdown.past_deadline():
-            self._spooler.save(batch, "shutdown deadline")
+            self._spooler.save(batch, "shutdown deadline", batch_id=batch_id)
             return
         status = self._circuit.status()
         if status.state is CircuitState.OPEN:
-            self._spooler.save(batch, f"circuit open: {status.reason}")
+            self._spooler.save(batch, f"circuit open: {status.reason}", batch_id=batch_id)
             return
-        self._attempt(batch, 1)
+        self._attempt(batch, 1, batch_id)
 
     def retry(self, item: PendingRetry) -> None:
         """A failed batch whose retry is due."""
         if self._shutdown.stopping:
-            self._spooler.save(item.batch, f"shutdown during retry: {item.error}")
+            self._spooler.save(item.batch, f"shutdown during retry: {item.error}", batch_id=item.batch_id)
             return
         status = self._circuit.status()
         if status.state is CircuitState.OPEN:
-            self._spooler.save(item.batch, f"circuit open: {status.reason}")
+            self._spooler.save(item.batch, f"circuit open: {status.reason}", batch_id=item.batch_id)
             return
         self._ledger.retried()
         log_event(
             log,
             logging.WARNING,
             "write_retry",
-            f"retry {item.attempts} of {self._retry.max_retries}",
+            f"batch {item.batch_id}: retry {item.attempts} of {self._retry.max_retries}"
+            f" (attempt {item.attempts + 1})",
             attempt=item.attempts + 1,
             size=len(item.batch),
             previous_error=item.error,
+            **origin(item.batch_id),
         )
-        self._attempt(item.batch, item.attempts + 1, item.trace_parent)
+        self._attempt(item.batch, item.attempts + 1, item.batch_id, item.trace_parent)
 
     def probe(self) -> None:
         """Check the database while the circuit is open; close the circuit when it answers."""
@@ -161,12 +163,16 @@ class BatchHandler:
     def save_retries(self, reason: str) -> None:
         """Everything waiting for a retry goes to backup now."""
         for item in self._retries.drain():
-            self._spooler.save(item.batch, reason)
+            self._spooler.save(item.batch, reason, batch_id=item.batch_id)
 
     # ------------------------------------------------------------------ one attempt
 
     def _attempt(
-        self, batch: list[TagValue], attempt: int, trace_parent: trace.SpanContext | None = None
+        self,
+        batch: list[TagValue],
+        attempt: int,
+        batch_id: int,
+        trace_parent: trace.SpanContext | None = None,
     ) -> None:
         # One span per attempt, with the OpenTelemetry database attributes. It is the writer's view
         # (attempt, outcome, where the batch went); a sink that traces its driver calls adds its
@@ -181,6 +187,7 @@ class BatchHandler:
             "db.collection.name": self._sink.table,
             "collector.batch.attempt": attempt,
             "collector.batch.size": len(batch),
+            "collector.batch.id": batch_id,
         }
         if len(batch) > 1:  # the conventions reserve batch.size for real batches
             attributes["db.operation.batch.size"] = len(batch)
@@ -191,13 +198,14 @@ class BatchHandler:
             attributes=attributes,
             record_exception=False,
         ) as span:
-            outcome = self._attempt_in_span(batch, attempt, span, trace_parent)
+            outcome = self._attempt_in_span(batch, attempt, batch_id, span, trace_parent)
             span.set_attribute("collector.batch.outcome", outcome.value)
 
     def _attempt_in_span(
         self,
         batch: list[TagValue],
         attempt: int,
+        batch_id: int,
         span: trace.Span,
         trace_parent: trace.SpanContext | None,
     ) -> AttemptOutcome:
@@ -206,12 +214,12 @@ class BatchHandler:
             _describe_attempt(span, done.result, done.error)
         self._listener.batch_attempted(BatchAttempt(batch, attempt, done.duration_s, done.result, done.error))
         if done.result is not None:
-            self._settle(batch, done.result)
+            self._settle(batch, done.result, batch_id)
             return AttemptOutcome.WRITTEN
         assert done.error is not None
-        return self._failed(batch, attempt, done.error, trace_parent or span.get_span_context())
+        return self._failed(batch, attempt, batch_id, done.error, trace_parent or span.get_span_context())
 
-    def _settle(self, batch: list[TagValue], result: WriteResult) -> None:
+    def _settle(self, batch: list[TagValue], result: WriteResult, batch_id: int) -> None:
         resumed = self._ledger.committed(result)
         if resumed is not None:
             # The end of the outage, said once, whether or not the circuit opened meanwhile.
@@ -224,13 +232,27 @@ class BatchHandler:
                 down_s=round(resumed.down_s, 3),
                 failed_attempts=resumed.failed_attempts,
                 failing_since=since,
+                **origin(batch_id),
             )
-        self._spooler.save_refused([(batch[e.index], e.code, e.message) for e in result.rejected])
+        refused = [(batch[e.index], e.code, e.message) for e in result.rejected]
+        self._spooler.save_refused(refused, batch_id=batch_id)
         if result.duplicates:
-            log_event(log, logging.INFO, "duplicates_skipped", duplicates=result.duplicates, size=len(batch))
+            log_event(
+                log,
+                logging.INFO,
+                "duplicates_skipped",
+                duplicates=result.duplicates,
+                size=len(batch),
+                **origin(batch_id),
+            )
 
     def _failed(
-        self, batch: list[TagValue], attempt: int, error: SinkError, trace_parent: trace.SpanContext
+        self,
+        batch: list[TagValue],
+        attempt: int,
+        batch_id: int,
+        error: SinkError,
+        trace_parent: trace.SpanContext,
     ) -> AttemptOutcome:
         description = error.describe()
         self._ledger.attempt_failed(description)
@@ -239,21 +261,29 @@ class BatchHandler:
             log,
             logging.WARNING if error.transient else logging.ERROR,
             "write_failed",
-            "batch write failed",
+            f"batch {batch_id}: attempt {attempt} failed",
             attempt=attempt,
             size=len(batch),
             kind=error.kind.value,
             error=description,
+            **origin(batch_id),
         )
         if not error.transient:
             self._open_circuit(f"permanent error: {description}", permanent=True)
-            return self._spooler.save(batch, description)
+            return self._spooler.save(batch, description, batch_id=batch_id)
         delay = None if stopping else self._retry.delay_after(attempt)
         if delay is None:
             if not stopping:
                 self._open_circuit(f"retries exhausted: {description}", permanent=False)
-            return self._spooler.save(batch, description)
-        self._retries.push(self._clock() + delay, batch, attempt, description, trace_parent)
+            return self._spooler.save(batch, description, batch_id=batch_id)
+        self._retries.push(
+            self._clock() + delay,
+            batch_id,
+            batch,
+            attempts=attempt,
+            error=description,
+            trace_parent=trace_parent,
+        )
         return AttemptOutcome.RETRY
 
     def _open_circuit(self, reason: str, *, permanent: bool) -> None:

@@ -24,6 +24,8 @@ class PendingRetry:
 
     due: float
     seq: int
+    batch_id: int = field(compare=False)
+    """The number the writer gave the batch when it took it from the buffer (in every log line)."""
     batch: list[TagValue] = field(compare=False)
     attempts: int = field(compare=False)
     """Attempts made so far."""
@@ -45,14 +47,16 @@ class RetryQueue:
     def push(
         self,
         due: float,
+        batch_id: int,
         batch: list[TagValue],
+        *,
         attempts: int,
         error: str,
         trace_parent: trace.SpanContext | None,
     ) -> None:
         with self._lock:
             heapq.heappush(
-                self._heap, PendingRetry(due, next(self._seq), batch, attempts, error, trace_parent)
+                self._heap, PendingRetry(due, next(self._seq), batch_id, batch, attempts, error, trace_parent)
             )
             self._values += len(batch)
 

@@ -8,12 +8,14 @@ Each of ``workers`` threads loops over three kinds of work, most urgent first:
    ``flush_interval_s`` (FR-008, FR-009), back to back while a backlog remains.
 
 This module only decides which; :class:`~collector.writer.handler.BatchHandler` does it. A spill
-guard thread saves the oldest values to backup when the buffer nears capacity, which happens only
-when the writers are stuck (a database that hangs) or too slow.
+guard thread saves to backup the oldest values that the buffer moved out beyond its spill level,
+which happens only when the writers are stuck (a database that hangs) or too slow: it takes only
+what the writers could not.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -95,6 +97,7 @@ class BatchWriter:
             tracer=tracer,
             clock=clock,
         )
+        self._batch_ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._spill_log = RateLimiter(10.0, clock)
@@ -143,9 +146,12 @@ class BatchWriter:
         )
         self._buffer.close()
         self._join(deadline)
-        # Past the deadline: whatever the workers have not taken goes to backup from here.
+        # Past the deadline: whatever the workers have not taken goes to backup from here, and so
+        # does what a stuck spill guard has not.
         while leftover := self._buffer.take(self._buffer.batch_size):
-            self._spooler.save(leftover, "shutdown deadline")
+            self._spooler.save(leftover, "shutdown deadline", batch_id=next(self._batch_ids))
+        if spilled := self._buffer.wait_for_spill(0.0):
+            self._spooler.save(spilled, "shutdown deadline", batch_id=next(self._batch_ids))
         self._handler.save_retries("shutdown deadline")
         self._join(self._clock() + grace_s)
         alive = [thread.name for thread in self._threads if thread.is_alive()]
@@ -184,31 +190,34 @@ class BatchWriter:
             stopping = self._shutdown.stopping
             due = self._retries.pop_due(self._clock(), all_due=stopping)
             if isinstance(due, PendingRetry):
-                return partial(self._guarded, due.batch, partial(self._handler.retry, due))
+                return partial(self._guarded, due.batch, due.batch_id, partial(self._handler.retry, due))
             if self.circuit.claim_probe():
                 return self._handler.probe
             waits = [w for w in (due, self.circuit.seconds_to_probe()) if w is not None]
             batch = self._buffer.next_batch(self._flush_interval, min(waits) if waits else None)
             if batch:
-                return partial(self._guarded, batch, partial(self._handler.fresh, batch))
+                batch_id = next(self._batch_ids)
+                return partial(self._guarded, batch, batch_id, partial(self._handler.fresh, batch, batch_id))
             if stopping and self._buffer.closed and not len(self._buffer) and not len(self._retries):
                 return None
 
-    def _guarded(self, batch: list[TagValue], handle: Work) -> None:
+    def _guarded(self, batch: list[TagValue], batch_id: int, handle: Work) -> None:
         """Run a handler; if it fails unexpectedly, the batch it held still goes to backup."""
         try:
             handle()
         except Exception as exc:
-            log.exception("unexpected error handling a batch of %d values", len(batch))
-            self._spooler.save(batch, f"internal error: {type(exc).__name__}")
+            log.exception("unexpected error handling batch %d of %d values", batch_id, len(batch))
+            self._spooler.save(batch, f"internal error: {type(exc).__name__}", batch_id=batch_id)
 
     # ------------------------------------------------------------------ spill guard
 
     def _run_spill_guard(self) -> None:
-        while not self._shutdown.stopping:
+        while True:
             try:
                 batch = self._buffer.wait_for_spill(0.5)
                 if not batch:
+                    if self._shutdown.stopping and self._buffer.closed:
+                        return  # the spill queue is empty and nothing more can join it
                     continue
                 spilled = self._ledger.spilled(len(batch))
                 if self._spill_log.ready():
@@ -222,6 +231,8 @@ class BatchWriter:
                         capacity=stats.capacity,
                         spilled_total=spilled,
                     )
-                self._spooler.save(batch, "buffer spill: writers not keeping up")
+                self._spooler.save(
+                    batch, "buffer spill: writers not keeping up", batch_id=next(self._batch_ids)
+                )
             except Exception:
                 log.exception("spill guard error")

@@ -21,7 +21,7 @@ from collector.backup import CsvSpool, SpoolError, traced_append
 from collector.logs import log_event
 from collector.model import TagValue
 from collector.spool_format import backup_rows, rejected_rows
-from collector.writer.events import AttemptOutcome, Destination, WriterListener
+from collector.writer.events import AttemptOutcome, Destination, WriterListener, origin
 from collector.writer.ledger import Ledger
 
 log = logging.getLogger("collector.writer")
@@ -47,7 +47,7 @@ class Spooler:
         self._tracer = tracer
         self._wall_clock = wall_clock
 
-    def save(self, batch: list[TagValue], reason: str) -> AttemptOutcome:
+    def save(self, batch: list[TagValue], reason: str, *, batch_id: int | None = None) -> AttemptOutcome:
         """Put a batch taken from the buffer into the backup CSV, or count it lost; returns which."""
         if not batch:
             return AttemptOutcome.BACKED_UP
@@ -63,15 +63,24 @@ class Spooler:
                 "backup failed: values lost",
                 count=len(batch),
                 error=str(exc),
+                **origin(batch_id),
             )
             self._listener.batch_saved(len(batch), Destination.LOST, reason)
             return AttemptOutcome.LOST
         self._ledger.backed_up(len(batch))
-        log_event(log, logging.DEBUG, "batch_backed_up", size=len(batch), path=str(path), reason=reason)
+        log_event(
+            log,
+            logging.DEBUG,
+            "batch_backed_up",
+            size=len(batch),
+            path=str(path),
+            reason=reason,
+            **origin(batch_id),
+        )
         self._listener.batch_saved(len(batch), Destination.BACKUP, reason)
         return AttemptOutcome.BACKED_UP
 
-    def save_refused(self, items: list[tuple[TagValue, str, str]]) -> None:
+    def save_refused(self, items: list[tuple[TagValue, str, str]], *, batch_id: int | None = None) -> None:
         """Put rows the database refused, as (value, error code, reason), in the rejected CSV."""
         if not items:
             return
@@ -88,11 +97,14 @@ class Spooler:
                 "rejected file failed: values lost",
                 count=count,
                 error=str(exc),
+                **origin(batch_id),
             )
             self._listener.batch_saved(count, Destination.LOST, "rejected file failed")
             return
         self._ledger.rejected(count)
-        log_event(log, logging.WARNING, "values_rejected", count=count, example_reason=example)
+        log_event(
+            log, logging.WARNING, "values_rejected", count=count, example_reason=example, **origin(batch_id)
+        )
         self._listener.batch_saved(count, Destination.REJECTED, example)
 
     def rotate_backup(self) -> None:
