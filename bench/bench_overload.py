@@ -45,8 +45,9 @@ from collector.buffer import TagBuffer
 from collector.config import Config
 from collector.inventory import ContentsCache, scan
 from collector.model import TagValue
-from collector.service import CollectorService
+from collector.service import GIL_SWITCH_INTERVAL_S, CollectorService
 from collector.sinks import build_sink
+from collector.sinks.factory import writer_workers
 from collector.sources.intake import Intake
 from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
@@ -131,7 +132,7 @@ def sink_alone(kind: str, directory: Path, table: str, values: list[TagValue], w
         CsvSpool(directory / "backup"),
         CsvSpool(directory / "backup", kind=SpoolKind.REJECTED),
         flush_interval_s=config.writer.flush_interval_s,
-        workers=config.writer.workers,
+        workers=writer_workers(config.writer.workers, "workers" in config.writer.model_fields_set, kind),
         spill=False,
     )
     writer.start()
@@ -171,7 +172,8 @@ def overloaded(
         directory = Path(tmp)
         tags = round(rate * load)
         config = config_for(kind, directory, table, tags, args.workers)
-        service = CollectorService(config)
+        interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
+        service = CollectorService(config, gil_switch_interval_s=interval)
         assert service.simulator is not None
         service.start()
         try:
@@ -244,10 +246,11 @@ def main() -> int:
         sys.setswitchinterval(args.switch_interval)
 
     print(f"machine: {machine()}")
-    workers = args.workers or Config().writer.workers
+    workers = args.workers or writer_workers(Config().writer.workers, False, args.sink)
+    interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
     print(
-        f"sink: {args.sink}, {workers} writer(s), GIL switch interval {sys.getswitchinterval() * 1e3:g} ms,"
-        f" load average {os.getloadavg()[0]:.2f}"
+        f"sink: {args.sink}, {workers} writer(s), GIL switch interval {interval * 1e3:g} ms while the"
+        f" service runs, load average {os.getloadavg()[0]:.2f}"
     )
     values = simulated_values(args.alone_values)
     scratch = PostgresScratchTable("bench_overload") if args.sink == "postgresql" else None

@@ -13,6 +13,7 @@ where its value came from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -63,7 +64,8 @@ class _Section(BaseModel):
 
 
 class SourceConfig(_Section):
-    """Where values come from: the built-in simulator, or a DataQueue the host application gives."""
+    """Where values come from: the built-in simulator, or a DataQueue the host application gives.
+    (:class:`MqttSourceConfig` is the third kind: values from an MQTT broker.)"""
 
     type: Literal["simulator", "external"] = "simulator"
     groups: Annotated[int, Field(ge=1, le=10_000)] = 10
@@ -77,6 +79,127 @@ class SourceConfig(_Section):
     """If set, the simulator writes every value it generates to this CSV file."""
     naive_timestamps: Literal["utc", "local"] = "utc"
     """How intake reads a collection timestamp that carries no timezone."""
+
+
+class MqttTlsConfig(_Section):
+    """TLS to the broker: ``ca_file`` to trust a private CA, a client certificate if the broker asks."""
+
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    """Skip the host name check (a test broker with a self-signed certificate); never in a plant."""
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+
+class MqttSourceConfig(_Section):
+    """Values arrive as JSON messages on an MQTT broker (see docs/intake.md).
+
+    The session is persistent (clean start off, ``session_expiry_s``) and every message is
+    acknowledged only after its values are accepted, so the broker keeps what this collector has not
+    taken, across a restart of either side.
+    """
+
+    type: Literal["mqtt"]
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    """Default 1883, or 8883 with TLS."""
+    protocol: Literal["5", "3.1.1"] = "5"
+    tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    client_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    """Must be stable across restarts (the broker keeps the session under it) and unique per
+    collector. Default: ``collector-<host name>``."""
+    session_expiry_s: Annotated[int, Field(ge=0, le=4_294_967_295)] = 86_400
+    """How long the broker keeps the session (and the messages waiting for it) while disconnected."""
+    topics: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["plant/#"])
+    shared_group: str | None = None
+    """Subscribe as ``$share/<group>/<topic>``: the collectors in one group split the messages."""
+    qos: Literal[0, 1] = 1
+    keepalive_s: Annotated[int, Field(ge=5, le=65535)] = 30
+    reconnect_min_s: Annotated[int, Field(ge=1, le=3600)] = 1
+    """Reconnect backoff: the first wait, doubled after every failed attempt up to reconnect_max_s."""
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 100
+    """MQTT 5: how many unacknowledged messages the broker may send ahead."""
+    max_payload_bytes: Annotated[int, Field(ge=1024, le=268_435_455)] = 4 * 1024 * 1024
+    naive_timestamps: Literal["utc", "local"] = "utc"
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_filters(cls, value: list[str]) -> list[str]:
+        for topic in value:
+            problem = topic_filter_error(topic)
+            if problem:
+                raise ValueError(f"{topic!r}: {problem}")
+        return value
+
+    @field_validator("shared_group")
+    @classmethod
+    def _group_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ch in value for ch in "/+#")):
+            raise ValueError(f"{value!r} must be non-empty and contain no '/', '+' or '#'")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_password_file(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSourceConfig:
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else 8883 if self.tls.enabled else 1883
+
+    def secret(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return read_password_file(self.password_file)
+        return None
+
+    def secrets(self) -> list[str]:
+        try:
+            password = self.secret()
+        except ValueError:
+            password = None
+        return [password] if password else []
+
+
+def topic_filter_error(topic: str) -> str | None:
+    """Why ``topic`` is not a valid MQTT topic filter, or None (MQTT 5 section 4.7)."""
+    if not topic:
+        return "a topic filter must not be empty"
+    if topic.startswith("$share/"):
+        return "give the share group in shared_group, not in the topic"
+    if "\x00" in topic or len(topic.encode()) > 65535:
+        return "not a valid topic"
+    levels = topic.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            return "'#' must be a whole level and the last one"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return None
 
 
 class BufferConfig(_Section):
@@ -141,6 +264,14 @@ class _NetworkSinkBase(_SinkBase):
     connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     call_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     pool_wait_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    login_retry_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    """After the database refuses the credentials, the first login retry waits this long, and each
+    further one twice as long as the last (up to ``login_retry_max_s``)."""
+    login_retry_max_s: Annotated[float, Field(gt=0, le=86400)] = 1800.0
+    max_failed_logins: Annotated[int, Field(ge=0, le=1000)] = 5
+    """Refused logins in a row after which the collector stops trying until the password file
+    changes (or the service restarts): below Oracle's FAILED_LOGIN_ATTEMPTS (10 by default), so
+    the collector never locks its own account. 0 keeps trying every ``login_retry_max_s``."""
 
     @field_validator("password_file")
     @classmethod
@@ -148,6 +279,15 @@ class _NetworkSinkBase(_SinkBase):
         if value is not None:
             read_password_file(value)
         return value
+
+    @model_validator(mode="after")
+    def _login_retry_ordered(self) -> _NetworkSinkBase:
+        if self.login_retry_max_s < self.login_retry_s:
+            raise ValueError(
+                f"login_retry_max_s ({self.login_retry_max_s}) is less than"
+                f" login_retry_s ({self.login_retry_s})"
+            )
+        return self
 
     def secret(self) -> str | None:
         """The password from ``password`` or the first line of ``password_file``."""
@@ -289,6 +429,39 @@ class BackupConfig(_Section):
     a closed file can be replayed while the service runs."""
 
 
+class IngestConfig(_Section):
+    """``POST /api/v1/values`` on the API port (see docs/intake.md)."""
+
+    enabled: bool | None = None
+    """Default: on while the API listens on loopback only, or when a token is set."""
+    token: SecretStr | None = None
+    """Bearer token a client must send; required when the API listens beyond loopback."""
+    token_file: Path | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_password_file(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_token(self) -> IngestConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token_file, not both")
+        if self.token is not None and not self.token.get_secret_value().strip():
+            raise ValueError("token must not be empty")
+        return self
+
+    def secret(self) -> str | None:
+        if self.token is not None:
+            return self.token.get_secret_value().strip()
+        if self.token_file is not None:
+            return read_password_file(self.token_file)
+        return None
+
+
 class WalConfig(_Section):
     """The write-ahead log (docs/reliability.md): the crash record of the values held in memory."""
 
@@ -357,6 +530,36 @@ class ApiConfig(_Section):
     allowed_hosts: list[str] = Field(default_factory=list)
     """Names besides loopback addresses and ``localhost`` that a request's Host header may carry
     while the API is bound to loopback (a guard against DNS rebinding)."""
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    def loopback_only(self) -> bool:
+        return is_loopback(self.host)
+
+    def ingest_enabled(self) -> bool:
+        ingest = self.ingest
+        if ingest.enabled is not None:
+            return ingest.enabled
+        return self.loopback_only() or ingest.secret() is not None
+
+    @model_validator(mode="after")
+    def _ingest_guarded(self) -> ApiConfig:
+        ingest = self.ingest
+        if ingest.enabled and not self.loopback_only() and ingest.token is None and ingest.token_file is None:
+            raise ValueError(
+                f"ingest.token (or ingest.token_file) is required: the API listens on {self.host},"
+                " beyond loopback, and ingest.enabled is true"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class LoggingConfig(_Section):
@@ -365,7 +568,9 @@ class LoggingConfig(_Section):
 
 
 class Config(_Section):
-    source: SourceConfig = Field(default_factory=SourceConfig)
+    source: Annotated[SourceConfig | MqttSourceConfig, Field(discriminator="type")] = Field(
+        default_factory=SourceConfig
+    )
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     writer: WriterConfig = Field(default_factory=WriterConfig)
     sink: SinkConfig = Field(default_factory=SqliteSinkConfig)
@@ -378,7 +583,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _tags_fill_groups(self) -> Config:
         source = self.source
-        if source.tags is not None and source.tags < source.groups:
+        if isinstance(source, SourceConfig) and source.tags is not None and source.tags < source.groups:
             raise ValueError(f"source.tags ({source.tags}) is fewer than source.groups ({source.groups})")
         return self
 
@@ -418,11 +623,19 @@ class Config(_Section):
             sink["password"] = SECRET_MASK
         if sink.get("dsn"):
             sink["dsn"] = redact_dsn(sink["dsn"])
+        for holder, key in ((data["source"], "password"), (data["api"]["ingest"], "token")):
+            if holder.get(key) is not None:
+                holder[key] = SECRET_MASK
         return data
 
     def secrets(self) -> list[str]:
         """Every secret value the configuration holds, for a :class:`~collector.redaction.Redactor`."""
-        return self.sink.secrets()
+        source = self.source.secrets() if isinstance(self.source, MqttSourceConfig) else []
+        try:
+            token = self.api.ingest.secret()
+        except ValueError:
+            token = None
+        return [*self.sink.secrets(), *source, *([token] if token else [])]
 
 
 # The seed's variable names, mapped to the Oracle sink's keys.
@@ -509,6 +722,9 @@ def read_config(
     sink = data.get("sink")
     if isinstance(sink, dict) and "type" not in sink:
         sink["type"] = "sqlite"  # the embedded default, as when the section is absent
+    source = data.get("source")
+    if isinstance(source, dict) and "type" not in source:
+        source["type"] = "simulator"
     config: Config | None = None
     try:
         config = Config.model_validate(data)
@@ -688,7 +904,7 @@ def _file_warnings(config: Config, origins: _Origins) -> list[str]:
     ]
 
 
-_SECRET_KEYS = {"password", "dsn"}
+_SECRET_KEYS = {"password", "dsn", "token"}
 
 
 def _describe(exc: ValidationError, origins: _Origins) -> list[str]:
@@ -700,6 +916,8 @@ def _describe(exc: ValidationError, origins: _Origins) -> list[str]:
             loc.append(cause.field)  # the column type checks its names itself; name the one at fault
         # Drop the union tag pydantic inserts ("sink.oracle.host" -> "sink.host").
         if len(loc) > 1 and loc[0] == "sink" and loc[1] in {"sqlite", "oracle", "postgresql"}:
+            loc.pop(1)
+        if len(loc) > 1 and loc[0] == "source" and loc[1] in {"simulator", "external", "mqtt"}:
             loc.pop(1)
         key = ".".join(loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")

@@ -24,22 +24,30 @@ from typing import Protocol
 
 from collector import __version__
 from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
+from collector.api.ingest import IngestEndpoint
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
 from collector.circuit_timing import opening_times
-from collector.config import Config, SqliteSinkConfig
+from collector.config import Config, MqttSourceConfig, SqliteSinkConfig
 from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
+from collector.sinks.factory import writer_workers
+from collector.sources.counters import SourceCounters, SourceState
 from collector.sources.intake import Intake, QueueSource
 from collector.sources.invalid import RejectedReadings
+from collector.sources.mqtt import MqttSource
+from collector.sources.network import PayloadIntake
+from collector.sources.setup import build_http_intake, build_mqtt_source
 from collector.sources.simulator import Simulator, split_tags
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry import ListenerChain, Telemetry
+from collector.telemetry.logins import LoginCollector
+from collector.telemetry.sources import SourceLag
 from collector.telemetry.tracing import configure_tracing, default_instance_id
 from collector.writer import BatchWriter, WriterListener
 
@@ -91,6 +99,7 @@ class CollectorService:
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
         gil_switch_interval_s: float | None = GIL_SWITCH_INTERVAL_S,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
         self._switch_interval = gil_switch_interval_s
@@ -137,11 +146,20 @@ class CollectorService:
         # The sink's CLIENT spans come from the service's tracer, beneath the writer's spans.
         if sink is None and isinstance(config.sink, SqliteSinkConfig):
             self._protect_database(config.sink.path)
-        self.sink = sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer)
+        self.sink = (
+            sink if sink is not None else build_sink(config.sink, tracer=self.telemetry.tracer, clock=clock)
+        )
+        # Refused logins (Oracle and PostgreSQL sinks have a login guard; SQLite has no login).
+        login_status = getattr(self.sink, "login_status", None)
+        self.telemetry.registry.register(LoginCollector(login_status if callable(login_status) else None))
         self.listener: WriterListener = (
             ListenerChain(self.telemetry.listener, listener)
             if listener is not None
             else self.telemetry.listener
+        )
+        # Writer threads: as configured, or the number measured best for this database.
+        self.workers = writer_workers(
+            writer_cfg.workers, "workers" in writer_cfg.model_fields_set, config.sink.type
         )
         self.writer = BatchWriter(
             self.buffer,
@@ -150,11 +168,12 @@ class CollectorService:
             self.rejected,
             flush_interval_s=writer_cfg.flush_interval_s,
             retry=RetryPolicy.of(writer_cfg.max_retries, writer_cfg.backoff_s),
-            workers=writer_cfg.workers,
+            workers=self.workers,
             probe_interval_s=writer_cfg.probe_interval_s,
             spill=spill_level is not None,
             listener=self.listener,
             tracer=self.telemetry.tracer,
+            clock=clock or time.monotonic,
         )
         self.intake = Intake(
             self.buffer,
@@ -165,6 +184,7 @@ class CollectorService:
         self.source = QueueSource(self.data_queue, self.intake)
         self.simulator: Simulator | None = None
         source_cfg = config.source
+        self.mqtt, self.ingest = self._network_sources()
         if source_cfg.type == "simulator":
             sizes = (
                 split_tags(source_cfg.tags, source_cfg.groups)
@@ -194,7 +214,7 @@ class CollectorService:
         self.api: ApiServer | None = None
         if config.api.enabled:
             self.api = ApiServer(
-                ApiApp(self, self.telemetry),
+                ApiApp(self, self.telemetry, ingest=self._ingest_endpoint()),
                 config.api.host,
                 config.api.port,
                 limits=ServerLimits(max_connections=config.api.max_connections),
@@ -251,6 +271,8 @@ class CollectorService:
         self.source.start()
         if self.simulator is not None:
             self.simulator.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
         self._monitor.start()
         for component in self.components:
             component.start()
@@ -269,7 +291,7 @@ class CollectorService:
             rate_per_s=round(self.simulator.rate, 1) if self.simulator else None,
             buffer_capacity=self.buffer.capacity,
             batch_size=self.buffer.batch_size,
-            workers=self.config.writer.workers,
+            workers=self.workers,
             api=self.api.url if self.api is not None else None,
             # How long an outage lasts before batches go straight to backup, per way of failing.
             circuit_opens_after_s="; ".join(t.describe() for t in opening_times(self.config)),
@@ -301,6 +323,10 @@ class CollectorService:
             self._stopping = True
             if self.simulator is not None:
                 self.simulator.stop()
+            if self.ingest is not None:
+                self.ingest.counters.set_state(SourceState.CLOSED)  # POST /api/v1/values answers 503
+            if self.mqtt is not None:
+                self.mqtt.stop()  # accepts and acknowledges what it received; the broker keeps the rest
             self.source.stop()
             left_on_queue = self.data_queue.qsize()
             if left_on_queue:
@@ -371,7 +397,39 @@ class CollectorService:
             intake=self.intake.stats(),
             backup=self.backup.stats(),
             rejected_files=self.rejected.stats(),
+            sources=tuple(counters.stats() for counters in self.source_counters()),
         )
+
+    def _network_sources(self) -> tuple[MqttSource | None, PayloadIntake | None]:
+        """Network intake (MQTT, POST /api/v1/values): see collector.sources.network."""
+        lag = SourceLag(self.telemetry.registry)
+        source_cfg, api = self.config.source, self.config.api
+        mqtt = (
+            build_mqtt_source(source_cfg, self.intake, lag.observe)
+            if isinstance(source_cfg, MqttSourceConfig)
+            else None
+        )
+        ingest = build_http_intake(self.intake, lag.observe) if api.enabled and api.ingest_enabled() else None
+        for source in (mqtt, ingest):
+            if source is not None:
+                lag.declare(source.counters.kind)
+        return mqtt, ingest
+
+    def _ingest_endpoint(self) -> IngestEndpoint:
+        ingest = self.config.api.ingest
+        return IngestEndpoint(
+            self.ingest,
+            token=ingest.secret(),
+            max_body_bytes=ingest.max_body_bytes,
+            refusing=lambda: "shutting down" if self._stopping else None,
+            disabled_reason=f"the API listens on {self.config.api.host}, beyond loopback, and no"
+            " api.ingest.token is set (or api.ingest.enabled is false)",
+        )
+
+    def source_counters(self) -> list[SourceCounters]:
+        """The counters of the network sources this service runs."""
+        holders = [self.mqtt, self.ingest]
+        return [holder.counters for holder in holders if holder is not None]
 
     def inventory(self) -> Inventory:
         """The backup and rejected files waiting in the backup directories, with their rows and
@@ -399,6 +457,8 @@ class CollectorService:
         threads = [*self.writer.threads, self.source.thread]
         if self.simulator is not None:
             threads.append(self.simulator.thread)
+        if self.mqtt is not None:
+            threads.append(self.mqtt.thread)
         return [f"thread {t.name} is not running" for t in threads if not t.is_alive()]
 
     def readiness(self) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from collector.backup import SpoolStats
+from collector.sources.counters import SourceStats
 from collector.sources.intake import IntakeStats
 from collector.writer import WriterStats
 
@@ -28,6 +29,8 @@ class Snapshot:
     intake: IntakeStats
     backup: SpoolStats
     rejected_files: SpoolStats
+    sources: tuple[SourceStats, ...] = ()
+    """The network sources (MQTT, HTTP ingest), if any."""
     taken_at: float = field(default_factory=time.time)
 
     @property

@@ -2,6 +2,7 @@
 
 import os
 
+from tests.mqtt_support import mqtt_broker, private_broker  # noqa: F401 - fixtures
 from tests.pg import pg_conn, pg_table, postgres_server  # noqa: F401 - fixtures
 from tests.writer_rig import writer_rigs  # noqa: F401 - fixture
 

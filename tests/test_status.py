@@ -54,7 +54,9 @@ def _openapi_to_jsonschema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _openapi_to_jsonschema(v) for k, v in node.items() if k != "nullable"}
-    if node.get("nullable"):
+    if node.get("nullable") and "anyOf" in node:
+        out["anyOf"] = [*out["anyOf"], {"type": "null"}]
+    elif node.get("nullable"):
         out["type"] = [node["type"], "null"]
         if "enum" in out:
             out["enum"] = [*out["enum"], None]

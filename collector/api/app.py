@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from collector.api.ingest import IngestEndpoint
 from collector.api.openapi import openapi_document
 from collector.api.page import admin_page
 from collector.api.runbook import runbook_page
@@ -58,8 +59,11 @@ def _json_response(status: str, data: Any) -> Response:
 class ApiApp:
     """The WSGI application; thread-safe (each request reads a fresh snapshot)."""
 
-    def __init__(self, observed: Observed, telemetry: Telemetry) -> None:
+    def __init__(
+        self, observed: Observed, telemetry: Telemetry, *, ingest: IngestEndpoint | None = None
+    ) -> None:
         self._observed = observed
+        self._ingest = ingest
         self._telemetry = telemetry
         self._metrics: WSGIApplication = make_metrics_app(telemetry.registry)
         self._openapi = json.dumps(openapi_document(), indent=1).encode()
@@ -88,6 +92,9 @@ class ApiApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
+        if self._ingest is not None and path == self._ingest.path:
+            answer, extra = self._ingest.handle(environ)
+            return self._send(method, answer, start_response, extra)
         known = path == "/metrics" or path in self._routes
         if not known:
             response = _json_response("404 Not Found", {"error": "not found", "detail": path})

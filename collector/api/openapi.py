@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from collector import __version__
+from collector.api.ingest import openapi_components, openapi_paths
+from collector.api.sources import SOURCE_INPUT_SCHEMA, SOURCE_SCHEMA
 
 _INT = {"type": "integer", "minimum": 0}
 _NUM = {"type": "number", "minimum": 0}
@@ -190,6 +192,7 @@ _STATUS = _object(
         "values": {"$ref": "#/components/schemas/Values"},
         "backups": {"$ref": "#/components/schemas/Backups"},
         "circuit": {"$ref": "#/components/schemas/Circuit"},
+        "source": {"$ref": "#/components/schemas/Source"},
         "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
         "taken_at": {"type": "string", "format": "date-time"},
     }
@@ -227,13 +230,24 @@ def _probe(operation_id: str, summary: str, failing: str) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    document = _read_only_document()
+    # POST /api/v1/values lives in its own module (collector.api.ingest).
+    document["paths"].update(openapi_paths())
+    ingest = openapi_components()
+    document["components"]["schemas"].update(ingest["schemas"])
+    document["components"]["securitySchemes"] = ingest["securitySchemes"]
+    document["components"]["schemas"].update({"Source": SOURCE_SCHEMA, "SourceInput": SOURCE_INPUT_SCHEMA})
+    return document
+
+
+def _read_only_document() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "PLC tag collector",
             "version": __version__,
             "description": "Buffer and writer status, health probes and Prometheus metrics."
-            " Read-only; no authentication (bind it to a trusted network).",
+            " Read-only except POST /api/v1/values (bearer token); bind it to a trusted network.",
         },
         "paths": {
             "/": {

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from collector.api.sources import source_section
 from collector.backup import BACKUP_PREFIX, REJECTED_PREFIX
 from collector.circuit import CircuitState
 from collector.inventory import Inventory
+from collector.sources.counters import SourceState
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
 from collector.telemetry.window import WindowSummary
@@ -146,7 +148,17 @@ def active_alerts(
         reason = w.circuit.reason or w.last_error or "the database has not answered yet"
         state = "circuit open" if circuit_open else "write failing"
         alerts.append(Alert("CollectorDatabaseDown", "critical", f"database unavailable ({state}): {reason}"))
-    if history_s is not None and recent.get("accepted", 0) == 0:
+    broker_lost = [s for s in snapshot.sources if s.kind == "mqtt" and s.state is SourceState.DISCONNECTED]
+    for source in broker_lost:
+        alerts.append(
+            Alert(
+                "CollectorSourceDisconnected",
+                "critical",
+                f"not connected to the MQTT broker {source.endpoint}: {source.last_error or 'reconnecting'};"
+                " messages wait at the broker meanwhile",
+            )
+        )
+    if history_s is not None and recent.get("accepted", 0) == 0 and not broker_lost:
         alerts.append(
             Alert(
                 "CollectorIntakeStalled",
@@ -373,6 +385,7 @@ def build_status(
             "trips": circuit.trips,
             "probes": circuit.probes,
         },
+        "source": source_section(service.source, snapshot.sources),
         "alerts": [a.as_dict() for a in alerts],
         "taken_at": _iso(now),
     }

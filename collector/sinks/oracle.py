@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -158,7 +158,7 @@ class OracleSink:
         *,
         dsn: str,
         user: str,
-        password: str,
+        password: str | Callable[[], str],
         table: str = "TAG_DATA",
         columns: ColumnSpec | None = None,
         pool_size: int = 5,
@@ -179,7 +179,9 @@ class OracleSink:
             TableName.parse(name)  # validates each column name as an identifier
         self._dsn = dsn
         self._user = user
-        self._password = password
+        # A callable is read again for every new pool: a password file that changes is used.
+        self._password: Callable[[], str] = password if callable(password) else (lambda: password)
+        self._login_refused = False
         self._pool_size = pool_size
         self._connect_timeout_s = connect_timeout_s
         self._call_timeout_ms = max(1, round(call_timeout_s * 1000))
@@ -210,10 +212,15 @@ class OracleSink:
             if self._closed:
                 raise TransientSinkError("the Oracle sink is closed", code="DPY-1002")
             if self._pool is None:
+                password = self._password()
+                if self._login_refused:
+                    # The last login was refused: spend exactly one login to see whether the
+                    # credentials work now, rather than a pool that may try several at once.
+                    self._check_login(password)
                 try:
                     self._pool = self._driver.create_pool(
                         user=self._user,
-                        password=self._password,
+                        password=password,
                         dsn=self._dsn,
                         min=self._pool_size,
                         max=self._pool_size,
@@ -223,8 +230,26 @@ class OracleSink:
                         tcp_connect_timeout=self._connect_timeout_s,
                     )
                 except oracledb.Error as exc:
-                    raise self._failed(exc) from exc
+                    raise self._sink_error(classify_exception(exc)) from exc
             return self._pool
+
+    def _check_login(self, password: str) -> None:
+        try:
+            conn = self._driver.connect(
+                user=self._user, password=password, dsn=self._dsn, tcp_connect_timeout=self._connect_timeout_s
+            )
+        except oracledb.Error as exc:
+            raise self._sink_error(classify_exception(exc)) from exc
+        _quietly(conn.close)
+        self._login_refused = False
+
+    def _drop_pool(self) -> None:
+        """Close the pool now: with credentials the database refuses, a pool left open could keep
+        trying to log in in the background, and every refused login counts towards a lock."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            _quietly(lambda: pool.close(force=True))
 
     @contextmanager
     def _session(self) -> Iterator[Any]:
@@ -254,14 +279,22 @@ class OracleSink:
                 _quietly(lambda: pool.drop(conn))
             else:
                 _quietly(lambda: pool.release(conn))
+            if self._login_refused:
+                self._drop_pool()
 
     def _failed(self, exc: BaseException) -> SinkError:
-        return self._sink_error(classify_exception(exc))
+        """The SinkError for a failed acquire (never called with the lock held)."""
+        error = self._sink_error(classify_exception(exc))
+        if self._login_refused:
+            self._drop_pool()
+        return error
 
     def _sink_error(self, failure: OracleFailure) -> SinkError:
         if failure.disposition is Disposition.PERMANENT:
             # The schema or the grants may have changed: read the dictionary again next time.
             self._layout = None
+        if failure.credentials:
+            self._login_refused = True
         if failure.session_dead and failure.driver_code in _STALE_SESSION_CODES:
             return StaleSessionError(failure.message, code=failure.code)
         return failure.sink_error()

@@ -31,7 +31,7 @@ which a server restart has made stale.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -128,6 +128,7 @@ class PostgresSink:
         call_timeout_s: float = 10.0,
         pool_wait_timeout_s: float = 5.0,
         tracer: trace.Tracer | None = None,
+        password: Callable[[], str | None] | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -151,9 +152,12 @@ class PostgresSink:
         self._degraded = False
         self._close_lock = threading.Lock()
         self._closed = False
+        # A password source (a password file) is read for every new connection, so a corrected
+        # file is used without a restart; it overrides a password in the DSN.
+        self._password = password
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             dsn,
-            kwargs=self._connect_kwargs,
+            kwargs=self._session_kwargs if password is not None else self._connect_kwargs,
             min_size=pool_size,
             max_size=pool_size,
             open=False,
@@ -216,6 +220,10 @@ class PostgresSink:
             result.duplicates = len(rows) - written - refused_by_server
             record_result(span, result)
         return result
+
+    def _session_kwargs(self) -> dict[str, Any]:
+        password = self._password() if self._password is not None else None
+        return self._connect_kwargs if password is None else {**self._connect_kwargs, "password": password}
 
     def _getconn(self) -> psycopg.Connection[Any]:
         try:
@@ -280,7 +288,7 @@ class PostgresSink:
         and INSERT privileges. After a failure, a successful ping also replaces the pool's idle
         connections."""
         try:
-            conn = psycopg.connect(self._dsn, **self._connect_kwargs)
+            conn = psycopg.connect(self._dsn, **self._session_kwargs())
         except psycopg.Error as exc:
             self._degraded = True
             raise classify(exc) from exc

@@ -22,6 +22,7 @@ from collector.inventory import Inventory
 from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
+from collector.telemetry.sources import source_metrics
 
 NAMESPACE = "collector"
 
@@ -73,6 +74,7 @@ class SnapshotCollector(Collector):
         yield from _writer_metrics(snap, self._sink_ok())
         yield from _backup_metrics(snap, inventory)
         yield from _disk_metrics(self._disks())
+        yield from source_metrics(snap.sources)
         info = GaugeMetricFamily(
             "collector_build_info",
             "The collector's version and runtime; always 1.",

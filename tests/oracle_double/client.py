@@ -55,7 +55,7 @@ class FakePool:
         with self._cond:
             return self._busy + len(self._idle)
 
-    def acquire(self) -> FakeConnection:
+    def acquire(self, *, standalone: bool = False) -> FakeConnection:
         with self._cond:
             if not self._open:
                 raise driver_error(driver_errors.ERR_POOL_NOT_OPEN)
@@ -74,12 +74,12 @@ class FakePool:
             self._busy += 1
         if session is None:
             try:
-                session = self.db.connect(self._user, self._password, self._dsn)
+                session = self.db.open_session(self._user, self._password, self._dsn)
             except BaseException:
                 self._give_back(None)
                 raise
         self.acquired += 1
-        return FakeConnection(self, session)
+        return FakeConnection(self, session, standalone=standalone)
 
     def _give_back(self, session: Session | None) -> None:
         with self._cond:
@@ -122,7 +122,10 @@ class FakePool:
 
 
 class FakeConnection:
-    def __init__(self, pool: FakePool, session: Session) -> None:
+    """A session as the driver hands it out: from a pool, or standalone (``oracledb.connect``)."""
+
+    def __init__(self, pool: FakePool, session: Session, *, standalone: bool = False) -> None:
+        self._standalone = standalone
         self._pool = pool
         self._db = pool.db
         self._session: Session | None = session
@@ -181,6 +184,8 @@ class FakeConnection:
 
     def close(self) -> None:
         self._pool.release(self)
+        if self._standalone:
+            self._pool.close()  # a standalone connection's session ends with it
 
 
 class FakeCursor:

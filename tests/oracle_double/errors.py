@@ -59,3 +59,11 @@ def invalid_login() -> oracledb.Error:
 class WouldHangError(AssertionError):
     """The sink made a call with no call timeout while the database hangs: in production that call
     would block for as long as the network takes to give up (many minutes)."""
+
+
+def account_locked() -> oracledb.Error:
+    return server_error(28000, "The account is locked.")
+
+
+def password_expired() -> oracledb.Error:
+    return server_error(28001, "the password has expired")

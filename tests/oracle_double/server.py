@@ -15,15 +15,17 @@ from typing import Any
 import oracledb
 from oracledb import errors as driver_errors
 
-from tests.oracle_double.client import FakePool
+from tests.oracle_double.client import FakeConnection, FakePool
 from tests.oracle_double.errors import (
     WouldHangError,
+    account_locked,
     batch_error,
     connection_lost,
     connection_refused,
     driver_error,
     instance_starting,
     invalid_login,
+    password_expired,
     server_error,
     session_killed,
 )
@@ -67,6 +69,7 @@ class FakeOracle:
         users: dict[str, str] | None = None,
         service_name: str = "FREEPDB1",
         supports_bool: bool = True,
+        failed_login_attempts: int | None = 10,
     ) -> None:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
@@ -75,6 +78,15 @@ class FakeOracle:
         self._gates: list[tuple[str, threading.Event]] = []
         self.users = {name.upper(): secret for name, secret in (users or {"APP": "app-secret"}).items()}
         self.service_name = service_name
+        self.failed_login_attempts = failed_login_attempts
+        """The DEFAULT profile's FAILED_LOGIN_ATTEMPTS (10); None for UNLIMITED."""
+        self.failed_logins: dict[str, int] = {}
+        """Refused logins in a row per user, as the profile counts them."""
+        self.locked: set[str] = set()
+        self.expired: set[str] = set()
+        self.logins: list[str] = []
+        """Every login attempt's user name, in order (a test counts them)."""
+        self.refused_logins = 0
         # The container database of the image: DB_NAME FREE, one instance of the same name.
         self.db_unique_name = "FREE"
         self.db_name = "FREE"
@@ -111,6 +123,12 @@ class FakeOracle:
         return values[name.upper()]
 
     # --- the driver module's surface
+
+    def connect(self, **kwargs: Any) -> FakeConnection:
+        """A standalone connection (``oracledb.connect``): one login, no pool."""
+        inspect.signature(oracledb.connect).bind(**kwargs)
+        pool = FakePool(self, **{**kwargs, "min": 1, "max": 1})
+        return pool.acquire(standalone=True)
 
     def create_pool(self, **kwargs: Any) -> FakePool:
         # The same keyword arguments python-oracledb accepts, or a TypeError like the real call.
@@ -206,7 +224,11 @@ class FakeOracle:
 
     # --- sessions
 
-    def connect(self, user: str | None, password: str | None, dsn: str | None) -> Session:
+    def open_session(self, user: str | None, password: str | None, dsn: str | None) -> Session:
+        """A login: the listener, the service, the instance, then the account's password and
+        profile. Every refused password counts against ``FAILED_LOGIN_ATTEMPTS``; at the limit the
+        account locks (ORA-28000 for every later login, the right password included, until a DBA
+        unlocks it). A good login resets the count."""
         fault = self._take_fault("connect", after=False)
         if fault is not None:
             raise fault.error()
@@ -221,12 +243,46 @@ class FakeOracle:
                 )
             if self.starting:
                 raise instance_starting()
-            if user is None or self.users.get(user.upper()) != password:
+            name = (user or "").upper()
+            self.logins.append(name)
+            if name in self.locked:
+                self.refused_logins += 1
+                raise account_locked()
+            if name not in self.users or self.users[name] != password:
+                self.refused_logins += 1
+                if name in self.users:
+                    self.failed_logins[name] = self.failed_logins.get(name, 0) + 1
+                    limit = self.failed_login_attempts
+                    if limit is not None and self.failed_logins[name] >= limit:
+                        self.locked.add(name)
                 raise invalid_login()
-            session = Session(next(_id_counter), user.upper())
+            if name in self.expired:
+                self.refused_logins += 1
+                raise password_expired()
+            self.failed_logins[name] = 0
+            session = Session(next(_id_counter), name)
             self._sessions.append(session)
             self.connects += 1
             return session
+
+    # --- the DBA
+
+    def set_password(self, user: str, password: str) -> None:
+        """ALTER USER ... IDENTIFIED BY: sessions already open stay open, as in Oracle."""
+        with self.lock:
+            self.users[user.upper()] = password
+            self.expired.discard(user.upper())
+
+    def unlock(self, user: str) -> None:
+        """ALTER USER ... ACCOUNT UNLOCK."""
+        with self.lock:
+            self.locked.discard(user.upper())
+            self.failed_logins[user.upper()] = 0
+
+    def expire(self, user: str) -> None:
+        """ALTER USER ... PASSWORD EXPIRE: the next login with the right password gets ORA-28001."""
+        with self.lock:
+            self.expired.add(user.upper())
 
     def round_trip(self, session: Session, operation: str, call_timeout_ms: int) -> None:
         """What every call to the server goes through: the network, the instance, the clock."""

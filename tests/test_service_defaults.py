@@ -1,4 +1,4 @@
-"""The service shortens the interpreter's switch interval while it runs, and gives it back."""
+"""Defaults the service chooses itself: writer threads per database, the switch interval."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from collector.config import Config
 from collector.service import GIL_SWITCH_INTERVAL_S, CollectorService
+from tests.fakes import MemorySink
 
 
 def _config(tmp_path: Path) -> Config:
@@ -47,5 +48,38 @@ def test_an_embedding_application_can_keep_its_own(tmp_path: Path) -> None:
     service.start()
     try:
         assert sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize(
+    ("sink", "writer", "expected"),
+    [
+        ({"type": "sqlite"}, {}, 2),
+        ({"type": "postgresql", "dsn": "host=db"}, {}, 4),
+        ({"type": "postgresql", "dsn": "host=db"}, {"workers": 2}, 2),
+        ({"type": "sqlite"}, {"workers": 3}, 3),
+    ],
+)
+def test_writer_threads_are_the_measured_default_unless_configured(
+    tmp_path: Path, sink: dict[str, str], writer: dict[str, int], expected: int
+) -> None:
+    config = Config.model_validate(
+        {
+            "source": {"type": "external"},
+            "sink": {**sink, "path": str(tmp_path / "tags.db")} if sink["type"] == "sqlite" else sink,
+            "writer": writer,
+            "backup": {"dir": str(tmp_path / "backup")},
+            "api": {"enabled": False},
+        }
+    )
+    service = CollectorService(config, sink=MemorySink())
+    service.start()
+    try:
+        assert service.workers == expected
+        assert (
+            len([t for t in service.writer.threads if t.name.startswith("writer-") and t.name[-1].isdigit()])
+            == expected
+        )
     finally:
         service.stop()
