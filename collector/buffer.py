@@ -27,6 +27,32 @@ from collector.model import TagValue
 DEFAULT_CAPACITY = 10_000
 
 
+class Batch(list[TagValue]):
+    """Values that left the buffer together, and where they stood in it.
+
+    Values are numbered in the order they entered the buffer, from 0, and every departure (a take,
+    a move to the spill queue, an overwrite) removes the oldest ones, so a batch is one contiguous
+    run of positions, or, for what the spill guard takes, a few runs (``ranges``: (first, count)).
+    The write-ahead log releases values by these positions once their fate is final.
+    """
+
+    __slots__ = ("ranges",)
+
+    def __init__(
+        self,
+        values: Iterable[TagValue] = (),
+        position: int = 0,
+        *,
+        ranges: list[tuple[int, int]] | None = None,
+    ) -> None:
+        super().__init__(values)
+        self.ranges = ranges if ranges is not None else [(position, len(self))]
+
+    @property
+    def position(self) -> int:
+        return self.ranges[0][0]
+
+
 class BufferClosedError(RuntimeError):
     """A value was offered after shutdown began; it was not taken, so the caller still owns it."""
 
@@ -74,6 +100,7 @@ class TagBuffer:
         batch_size: int = 500,
         spill_level: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_overflow: Callable[[int, int], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -83,12 +110,15 @@ class TagBuffer:
             raise ValueError(f"spill_level must be between 1 and capacity ({capacity}), got {spill_level}")
         self._items: deque[TagValue] = deque(maxlen=capacity)
         self._spilling: deque[TagValue] = deque()
+        self._spill_ranges: list[tuple[int, int]] = []  # positions of what waits in _spilling
         self._spill_capacity = capacity if spill_level is not None else 0
         self._capacity = capacity
         self._batch_size = batch_size
         # A level nobody can reach keeps the producer's check a single comparison.
         self._spill_level = spill_level if spill_level is not None else capacity + 1
         self._clock = clock
+        # Told (position of the first, count) of values overwritten, outside the lock.
+        self._on_overflow = on_overflow
         self._lock = threading.Lock()
         self._batch_ready = threading.Condition(self._lock)
         self._spill_needed = threading.Condition(self._lock)
@@ -121,6 +151,7 @@ class TagBuffer:
 
     def put(self, item: TagValue) -> None:
         """Add one value; if the ring is full the oldest value is discarded and counted."""
+        dropped = -1
         with self._lock:
             if self._closed:
                 raise BufferClosedError("buffer is closed")
@@ -130,6 +161,7 @@ class TagBuffer:
                 self._spill_locked(1)
                 size -= 1
             if size == self._capacity:
+                dropped = self._removed + self._overflow
                 self._overflow += 1
             else:
                 if size == 0:
@@ -141,6 +173,8 @@ class TagBuffer:
                 self._high_water = size
             if size >= self._wake_level:
                 self._wake_locked(size)
+        if dropped >= 0 and self._on_overflow is not None:
+            self._on_overflow(dropped, 1)
 
     def put_many(self, batch: Iterable[TagValue]) -> int:
         """Add many values under one lock acquisition (a whole poll at once). Returns the count."""
@@ -148,6 +182,7 @@ class TagBuffer:
         total = len(values)
         if not total:
             return 0
+        excess = front = 0
         with self._lock:
             if self._closed:
                 raise BufferClosedError("buffer is closed")
@@ -160,6 +195,7 @@ class TagBuffer:
                 before = len(items)
                 excess = before + count - self._capacity
                 if excess > 0:
+                    front = self._removed + self._overflow
                     self._overflow += excess
                 if before == 0 or excess >= before:
                     # Everything that waited is gone; the oldest value now arrived just now.
@@ -167,6 +203,8 @@ class TagBuffer:
                 items.extend(values)
                 self._inserted += count
                 self._after_put(len(items))
+        if excess > 0 and self._on_overflow is not None:
+            self._on_overflow(front, excess)
         return total
 
     def _spill_beyond_locked(self, values: Sequence[TagValue], count: int) -> Sequence[TagValue]:
@@ -178,6 +216,7 @@ class TagBuffer:
         rest = count - from_ring
         if rest:
             self._spilling.extend(values[:rest])
+            self._note_spilled(rest)
             self._inserted += rest
             self._removed += rest
             values = values[rest:]
@@ -203,33 +242,45 @@ class TagBuffer:
         """Move the ``count`` oldest values of the ring to the spill queue."""
         popleft = self._items.popleft
         self._spilling.extend([popleft() for _ in range(count)])
+        self._note_spilled(count)
         self._removed += count
         if not self._items:
             self._oldest_since = 0.0
         self._wake_spill_guard()
 
+    def _note_spilled(self, count: int) -> None:
+        """Record the positions of ``count`` values joining the spill queue (the oldest that have not
+        left yet), merged with the run before when they follow it."""
+        start = self._removed + self._overflow
+        ranges = self._spill_ranges
+        if ranges and ranges[-1][0] + ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + count)
+        else:
+            ranges.append((start, count))
+
     def _wake_spill_guard(self) -> None:
         if self._spill_waiters:
             self._spill_needed.notify()
 
-    def take(self, max_items: int) -> list[TagValue]:
+    def take(self, max_items: int) -> Batch:
         """Remove and return up to ``max_items`` of the oldest values, without waiting."""
         with self._lock:
             return self._take_locked(max_items)
 
-    def _take_locked(self, max_items: int) -> list[TagValue]:
+    def _take_locked(self, max_items: int) -> Batch:
         items = self._items
         count = min(max_items, len(items))
+        position = self._removed + self._overflow
         if count == 0:
-            return []
+            return Batch((), position)
         popleft = items.popleft
-        taken = [popleft() for _ in range(count)]
+        taken = Batch([popleft() for _ in range(count)], position)
         self._removed += count
         if not items:
             self._oldest_since = 0.0
         return taken
 
-    def next_batch(self, flush_interval_s: float, timeout_s: float | None = None) -> list[TagValue]:
+    def next_batch(self, flush_interval_s: float, timeout_s: float | None = None) -> Batch:
         """Wait until a batch is due (:func:`flush_due`) and take it; ``[]`` after ``timeout_s``.
 
         Returns at once with what is left when the buffer is closed, and ``[]`` when it is closed
@@ -245,11 +296,11 @@ class TagBuffer:
                 if flush_due(size, self._batch_size, age, flush_interval_s, self._closed):
                     return self._take_locked(self._batch_size)
                 if self._closed:
-                    return []
+                    return Batch()
                 wait = flush_interval_s - age if size else flush_interval_s
                 if deadline is not None:
                     if now >= deadline:
-                        return []
+                        return Batch()
                     wait = min(wait, deadline - now)
                 self._batch_waiters += 1
                 try:
@@ -257,7 +308,7 @@ class TagBuffer:
                 finally:
                     self._batch_waiters -= 1
 
-    def wait_for_spill(self, timeout_s: float) -> list[TagValue]:
+    def wait_for_spill(self, timeout_s: float) -> Batch:
         """Wait until values wait in the spill queue, then take all of them (oldest first).
 
         Returns ``[]`` on timeout, or when the buffer is closed and the queue is empty. Used by the
@@ -271,8 +322,9 @@ class TagBuffer:
                     self._spill_needed.wait(timeout_s)
                 finally:
                     self._spill_waiters -= 1
-            taken = list(self._spilling)
+            taken = Batch(self._spilling, ranges=self._spill_ranges)
             self._spilling.clear()
+            self._spill_ranges = []
             return taken
 
     def close(self) -> None:

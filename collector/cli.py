@@ -19,6 +19,7 @@ from collector import __version__
 from collector.config import Config, ConfigError, LoadedConfig, read_config
 from collector.file_safety import FileModes
 from collector.logs import configure_logging, log_event, log_failure
+from collector.preflight import preflight
 from collector.redaction import Redactor, otlp_secrets
 from collector.sinks import DIALECTS, SinkError, schema_ddl
 
@@ -199,7 +200,10 @@ def _log_warnings(loaded: LoadedConfig) -> None:
 def _check_config(loaded: LoadedConfig, _args: argparse.Namespace, redact: Redactor) -> int:
     _print_warnings(loaded, redact)
     print(yaml.safe_dump(loaded.config.masked(), sort_keys=False), end="")
-    return EXIT_OK
+    problems = preflight(loaded.config)
+    for problem in problems:
+        print(f"collector: {redact(problem)}", file=sys.stderr)
+    return EXIT_CONFIG if problems else EXIT_OK
 
 
 def _schema(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -> int:
@@ -222,6 +226,14 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> in
     configure_logging(config.logging.level, config.logging.format, redactor=redact)
     _log_warnings(loaded)
     _private_files(config)
+    # A directory the service cannot write is a configuration error at start (it would otherwise
+    # run, lose what it accepts, and exit 0); one that fails later is a fault it rides out.
+    problems = preflight(config)
+    if problems:
+        for problem in problems:
+            print(f"collector: {redact(problem)}", file=sys.stderr)
+        log_event(log, logging.CRITICAL, "startup_failed", "; ".join(problems))
+        return EXIT_CONFIG
     # Before anything opens a file: backups must never be refused for want of a descriptor.
     raise_open_file_limit()
     try:

@@ -32,6 +32,7 @@ from collector.circuit_timing import opening_times
 from collector.config import Config, MqttSourceConfig, SqliteSinkConfig
 from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
+from collector.logged_buffer import LoggedBuffer
 from collector.logs import RateLimiter, log_event
 from collector.retry import RetryPolicy
 from collector.sinks import Sink, SinkError, build_sink
@@ -49,6 +50,7 @@ from collector.telemetry import ListenerChain, Telemetry
 from collector.telemetry.logins import LoginCollector
 from collector.telemetry.sources import SourceLag
 from collector.telemetry.tracing import configure_tracing, default_instance_id
+from collector.wal import RecoveryReport, WalInUseError, WriteAheadLog
 from collector.writer import BatchWriter, WriterListener
 
 log = logging.getLogger("collector.service")
@@ -113,9 +115,7 @@ class CollectorService:
         spill_level = (
             max(1, int(buffer_cfg.max_size * buffer_cfg.spill_ratio)) if buffer_cfg.spill_ratio else None
         )
-        self.buffer = TagBuffer(
-            buffer_cfg.max_size, batch_size=writer_cfg.batch_size, spill_level=spill_level
-        )
+        self.wal, self.buffer = _build_buffer(config, spill_level)
         self.file_modes = FileModes(config.files.mode)
         self.backup = CsvSpool(
             backup_cfg.dir,
@@ -173,6 +173,7 @@ class CollectorService:
             spill=spill_level is not None,
             listener=self.listener,
             tracer=self.telemetry.tracer,
+            on_settled=self.buffer.settled if isinstance(self.buffer, LoggedBuffer) else None,
             clock=clock or time.monotonic,
         )
         self.intake = Intake(
@@ -192,7 +193,7 @@ class CollectorService:
                 else [source_cfg.tags_per_group] * source_cfg.groups
             )
             self.simulator = Simulator(
-                self.data_queue,
+                deliver=self.intake.submit,
                 groups=source_cfg.groups,
                 tags_per_group=sizes,
                 interval_s=source_cfg.interval_s,
@@ -267,7 +268,12 @@ class CollectorService:
         if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
             self._switch_interval_before = sys.getswitchinterval()
             sys.setswitchinterval(self._switch_interval)
+        recovery = self._open_wal()
         self.writer.start()
+        if self.wal is not None:
+            self.wal.start()
+        if recovery is not None:
+            self._recover(recovery)
         self.source.start()
         if self.simulator is not None:
             self.simulator.start()
@@ -296,6 +302,44 @@ class CollectorService:
             # How long an outage lasts before batches go straight to backup, per way of failing.
             circuit_opens_after_s="; ".join(t.describe() for t in opening_times(self.config)),
         )
+
+    def _open_wal(self) -> RecoveryReport | None:
+        if self.wal is None:
+            return None
+        try:
+            return self.wal.open()
+        except WalInUseError as exc:
+            raise StartupError(f"wal.dir: {exc}") from exc
+
+    def _recover(self, report: RecoveryReport) -> None:
+        """Put what the log held from before the last stop back in front of new data."""
+        assert isinstance(self.buffer, LoggedBuffer)
+        repair = report.repair
+        if report.pending_values or repair.quarantined_ranges or repair.torn_cut_bytes:
+            started = time.monotonic()
+            log_event(
+                log,
+                logging.INFO,
+                "wal_recovering",
+                "writing unfinished values from before the last stop before new data",
+                pending=report.pending_values,
+            )
+            fed = self.buffer.feed_recovered()
+            log_event(
+                log,
+                logging.WARNING,
+                "wal_recovered",
+                "unfinished values from before the last stop are written first",
+                recovered=fed,
+                mark=report.mark,
+                segments=report.segments,
+                torn_bytes=repair.torn_cut_bytes,
+                quarantined_ranges=repair.quarantined_ranges,
+                quarantined_values=repair.quarantined_values,
+                seconds=round(time.monotonic() - started, 3),
+            )
+        else:
+            self.buffer.feed_recovered()
 
     def _check_sink(self) -> None:
         try:
@@ -349,6 +393,8 @@ class CollectorService:
             self.sink.close()
             self.backup.close()
             self.rejected.close()
+            if self.wal is not None:
+                self.wal.close()  # every value settled: the log is emptied
             snapshot = self.snapshot()
             log_event(
                 log,
@@ -357,6 +403,7 @@ class CollectorService:
                 "collector stopped",
                 pending_at_stop=pending,
                 accepted=snapshot.accepted,
+                recovered=snapshot.recovered,
                 **snapshot.terms(),
                 balanced=snapshot.balanced(),
             )
@@ -397,6 +444,7 @@ class CollectorService:
             intake=self.intake.stats(),
             backup=self.backup.stats(),
             rejected_files=self.rejected.stats(),
+            wal=self.wal.stats() if self.wal is not None else None,
             sources=tuple(counters.stats() for counters in self.source_counters()),
         )
 
@@ -518,3 +566,21 @@ class CollectorService:
                 capacity=stats.capacity,
                 utilization=round(stats.utilization, 3),
             )
+
+
+def _build_buffer(config: Config, spill_level: int | None) -> tuple[WriteAheadLog | None, TagBuffer]:
+    """The ring buffer, with the write-ahead log in front of it unless ``wal.durability`` is off
+    (docs/reliability.md): every poll batch is logged before the writers can see it, and released
+    when the writers report its fate final and durable."""
+    capacity, batch_size = config.buffer.max_size, config.writer.batch_size
+    if config.wal.durability == "off":
+        return None, TagBuffer(capacity, batch_size=batch_size, spill_level=spill_level)
+    wal_cfg = config.wal
+    wal = WriteAheadLog(
+        config.wal_dir,
+        durability=wal_cfg.durability,
+        fsync_interval_s=wal_cfg.fsync_interval_s,
+        segment_bytes=wal_cfg.segment_bytes,
+        max_bytes=wal_cfg.max_bytes,
+    )
+    return wal, LoggedBuffer(wal, capacity, batch_size=batch_size, spill_level=spill_level)

@@ -1,6 +1,7 @@
 """One consistent view of where every accepted value is: the accounting identity.
 
-    accepted = written + duplicate + rejected + backed_up + overflow_dropped + lost + in_buffer + in_flight
+    accepted + recovered = written + duplicate + rejected + backed_up + overflow_dropped + lost
+                           + in_buffer + in_flight
 
 ``accepted`` counts every reading handed to the service, valid or not; ``rejected`` includes
 readings refused at intake; ``lost`` counts values that no backup directory could take (it is zero
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from collector.backup import SpoolStats
 from collector.sources.counters import SourceStats
 from collector.sources.intake import IntakeStats
+from collector.wal import WalStats
 from collector.writer import WriterStats
 
 
@@ -29,14 +31,23 @@ class Snapshot:
     intake: IntakeStats
     backup: SpoolStats
     rejected_files: SpoolStats
+    wal: WalStats | None = None
     sources: tuple[SourceStats, ...] = ()
     """The network sources (MQTT, HTTP ingest), if any."""
     taken_at: float = field(default_factory=time.time)
 
     @property
+    def recovered(self) -> int:
+        """Values the write-ahead log gave back at start: accepted by an earlier run, unfinished
+        when it stopped, and put in front of new data in this one."""
+        return self.wal.recovered_values if self.wal is not None else 0
+
+    @property
     def accepted(self) -> int:
+        """Readings handed to this run (recovered values entered the buffer too, but were
+        accepted by the run before)."""
         w = self.writer
-        return w.buffer_inserted + self.intake.rejected + self.intake.lost
+        return w.buffer_inserted - self.recovered + self.intake.rejected + self.intake.lost
 
     @property
     def rejected(self) -> int:
@@ -61,4 +72,5 @@ class Snapshot:
         }
 
     def balanced(self) -> bool:
-        return self.accepted == sum(self.terms().values())
+        """The identity; exact in every snapshot once recovered values have all been fed."""
+        return self.accepted + self.recovered == sum(self.terms().values())

@@ -68,7 +68,12 @@ def test_run_for_a_duration_writes_everything_and_exits_zero(tmp_path):
 def test_sigterm_during_an_outage_backs_up_every_buffered_value_and_exits_zero(tmp_path):
     blocker = tmp_path / "unmounted"
     blocker.write_text("")
-    config = base_config(tmp_path, sink={"path": str(blocker / "tags.db")}, writer={"probe_interval_s": 1.0})
+    config = base_config(
+        tmp_path,
+        sink={"path": str(blocker / "tags.db")},
+        writer={"probe_interval_s": 1.0},
+        wal={"dir": str(tmp_path / "wal")},  # the log is not on the lost volume
+    )
     proc = start(tmp_path, config)
     try:
         deadline = time.monotonic() + 30
@@ -101,7 +106,11 @@ def _mode(path: Path) -> int:
 def test_sigint_stops_gracefully_too(tmp_path):
     proc = start(tmp_path, base_config(tmp_path, source={"tags": 100}))
     try:
-        time.sleep(2)
+        # Interrupt a running service, not one still importing (a loaded machine starts slowly).
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ledger.csv").exists() or (tmp_path / "ledger.csv").stat().st_size < 10_000:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
     finally:

@@ -119,10 +119,42 @@ _VALUES = _object(
         "lost": _INT,
         "in_buffer": _INT,
         "in_flight": _INT,
+        "recovered": {
+            **_INT,
+            "description": "Values the write-ahead log gave back at start (accepted by the run before).",
+        },
         "balanced": {"type": "boolean"},
     },
-    "The accounting identity: accepted equals the sum of the other counts.",
+    "The accounting identity: accepted plus recovered equals the sum of the other counts.",
 )
+
+_WAL = {
+    **_object(
+        {
+            "enabled": {"type": "boolean"},
+            "durability": {"type": "string", "enum": ["off", "interval", "always"]},
+            "directory": {"type": "string"},
+            "writable": {"type": "boolean"},
+            "full": {"type": "boolean"},
+            "bytes": _INT,
+            "segments": _INT,
+            "unfinished_values": _INT,
+            "mark": _INT,
+            "logged_values": _INT,
+            "unlogged_values": _INT,
+            "recovered_values": _INT,
+            "quarantined_ranges": _INT,
+            "quarantined_values": _INT,
+            "torn_bytes": _INT,
+            "quarantine_files": _INT,
+            "write_failures": _INT,
+            "fsyncs": _INT,
+            "fsync_avg_ms": _nullable(_NUM),
+        },
+        "The write-ahead log (docs/reliability.md); only enabled and durability when it is off.",
+    ),
+    "required": ["durability", "enabled"],
+}
 
 _BACKUPS = _object(
     {
@@ -191,6 +223,7 @@ _STATUS = _object(
         "writer": {"$ref": "#/components/schemas/Writer"},
         "values": {"$ref": "#/components/schemas/Values"},
         "backups": {"$ref": "#/components/schemas/Backups"},
+        "wal": {"$ref": "#/components/schemas/Wal"},
         "circuit": {"$ref": "#/components/schemas/Circuit"},
         "source": {"$ref": "#/components/schemas/Source"},
         "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
@@ -325,6 +358,7 @@ def _read_only_document() -> dict[str, Any]:
                 "Writer": _WRITER,
                 "Values": _VALUES,
                 "Backups": _BACKUPS,
+                "Wal": _WAL,
                 "Circuit": _CIRCUIT,
                 "Alert": _ALERT,
                 "Probe": _PROBE,

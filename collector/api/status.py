@@ -18,7 +18,9 @@ from collector.inventory import Inventory
 from collector.sources.counters import SourceState
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
+from collector.telemetry.wal_metrics import wal_status
 from collector.telemetry.window import WindowSummary
+from collector.wal import WalStats
 
 UTILIZATION_WARNING = 0.8
 """US2-4: the buffer should never exceed 80 % of its capacity."""
@@ -190,6 +192,7 @@ def active_alerts(
                 f"{recent['backup_failures']} backup file writes failed in the last {minutes} min",
             )
         )
+    alerts.extend(_wal_alerts(snapshot.wal))
     for disk in disks:
         if disk.avail_ratio < DISK_AVAIL_CRITICAL:
             alerts.append(
@@ -243,6 +246,34 @@ def active_alerts(
                 "CollectorBackupFilesWaiting",
                 "warning",
                 f"{waiting} backup files ({inventory.backup_bytes} bytes) wait for manual recovery",
+            )
+        )
+    return alerts
+
+
+def _wal_alerts(wal: WalStats | None) -> list[Alert]:
+    """The write-ahead log's conditions, as the CollectorWal* alert rules see them."""
+    alerts: list[Alert] = []
+    if wal is not None and not wal.writable:
+        alerts.append(
+            Alert(
+                "CollectorWalNotWritable",
+                "critical",
+                f"write-ahead log {wal.directory} cannot be written: running memory-only"
+                f" ({wal.unlogged_values} values not logged so far)",
+            )
+        )
+    if wal is not None and wal.full:
+        alerts.append(
+            Alert("CollectorWalFull", "warning", f"write-ahead log at its size cap ({wal.bytes} bytes)")
+        )
+    if wal is not None and wal.quarantine_files:
+        alerts.append(
+            Alert(
+                "CollectorWalDamaged",
+                "warning",
+                f"{wal.quarantine_files} damaged parts of the write-ahead log in quarantine/"
+                f" ({wal.quarantined_values} unfinished values lost at the last start)",
             )
         )
     return alerts
@@ -345,6 +376,7 @@ def build_status(
             "lost": terms["lost"],
             "in_buffer": terms["in_buffer"],
             "in_flight": terms["in_flight"],
+            "recovered": snapshot.recovered,
             "balanced": snapshot.balanced(),
         },
         "backups": {
@@ -375,6 +407,7 @@ def build_status(
                 for d in disks
             ],
         },
+        "wal": wal_status(snapshot.wal),
         "circuit": {
             "state": circuit.state.value,
             # While writes fail and the retries run, the circuit is still closed, but the reason

@@ -45,8 +45,9 @@ class Simulator:
 
     def __init__(
         self,
-        data_queue: queue.Queue[object],
+        data_queue: queue.Queue[object] | None = None,
         *,
+        deliver: Callable[[PollingData], object] | None = None,
         groups: int = 10,
         tags_per_group: int | list[int] = 100,
         interval_s: float = 1.0,
@@ -66,7 +67,10 @@ class Simulator:
             raise ValueError("interval_s must be positive")
         if not 0 <= bad_ratio <= 1:
             raise ValueError("bad_ratio must be between 0 and 1")
+        if (data_queue is None) == (deliver is None):
+            raise ValueError("give either a data queue or a deliver function")
         self._queue = data_queue
+        self._deliver = deliver
         self._names = [[tag_name(g, t) for t in range(n)] for g, n in enumerate(sizes)]
         self._interval = interval_s
         self._bad_ratio = bad_ratio
@@ -140,9 +144,18 @@ class Simulator:
                 if self._stop.is_set():
                     return
                 poll = self.poll(group, cycle)
-                if ledger is not None:
-                    self._record(ledger, poll)
-                self._queue.put(poll)
+                if self._deliver is not None:
+                    # Handed straight to the service: once this returns the values are accepted
+                    # (in the write-ahead log when it is on), so the ledger lists exactly what the
+                    # service accepted, and a killed process can be checked against it.
+                    self._deliver(poll)
+                    if ledger is not None:
+                        self._record(ledger, poll)
+                else:
+                    if ledger is not None:
+                        self._record(ledger, poll)
+                    assert self._queue is not None
+                    self._queue.put(poll)
                 with self._lock:
                     self._generated += len(poll)
                     self._polls += 1
@@ -181,7 +194,7 @@ class Simulator:
         rows = [(name, format_value(value), stamp, "GOOD") for name, value in poll.values.items()]
         rows.extend((name, "", stamp, "BAD") for name in poll.errors)
         ledger.writerows(rows)
-        # Flushed per poll, before the poll is queued: even if the process is killed, the ledger
-        # holds at least every value the collector could have received.
+        # Flushed per poll: with a queue, before the poll is queued (the ledger holds at least every
+        # value the collector could have received); with ``deliver``, once it was accepted.
         assert self._ledger is not None
         self._ledger.flush()

@@ -23,6 +23,7 @@ from collector.spool_format import SpoolKind
 from collector.stats import Snapshot
 from collector.telemetry.disk import DiskReading
 from collector.telemetry.sources import source_metrics
+from collector.telemetry.wal_metrics import wal_metrics
 
 NAMESPACE = "collector"
 
@@ -73,6 +74,7 @@ class SnapshotCollector(Collector):
         yield from _value_metrics(snap)
         yield from _writer_metrics(snap, self._sink_ok())
         yield from _backup_metrics(snap, inventory)
+        yield from wal_metrics(snap.wal)
         yield from _disk_metrics(self._disks())
         yield from source_metrics(snap.sources)
         info = GaugeMetricFamily(

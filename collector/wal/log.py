@@ -36,6 +36,7 @@ from collector.wal.framing import SEGMENT_HEADER, Damage, DamageKind, RecordRef,
 from collector.wal.mark import LowWaterMark, fsync_directory, record_mark
 from collector.wal.segments import (
     LOCK_FILE,
+    QUARANTINE_DIR,
     LogScan,
     RepairSummary,
     _describe_damage,
@@ -110,6 +111,8 @@ class WalStats:
     fsync_seconds_sum: float
     fsync_buckets: tuple[int, ...]
     """Cumulative counts per bound of :data:`FSYNC_BUCKETS_S` (Prometheus histogram order)."""
+    quarantine_files: int
+    """Files waiting in ``quarantine/`` for an operator to look at (and delete)."""
 
     @property
     def unfinished(self) -> int:
@@ -639,6 +642,10 @@ class WriteAheadLog:
                 self._lock_fd = None
 
     def stats(self) -> WalStats:
+        try:
+            quarantine_files = len(os.listdir(self.directory / QUARANTINE_DIR))
+        except OSError:
+            quarantine_files = 0
         with self._mark_lock:
             mark = self._tracker.mark
         with self._lock, self._pos_lock:
@@ -670,4 +677,5 @@ class WriteAheadLog:
                 fsyncs=self._fsyncs,
                 fsync_seconds_sum=self._fsync_sum,
                 fsync_buckets=tuple(cumulative),
+                quarantine_files=quarantine_files,
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -83,8 +83,10 @@ class BatchHandler:
         listener: WriterListener,
         tracer: trace.Tracer,
         clock: Callable[[], float] = time.monotonic,
+        on_settled: Callable[[Sequence[TagValue]], None] = lambda _batch: None,
     ) -> None:
         self._sink = sink
+        self._on_settled = on_settled
         self._spooler = spooler
         self._ledger = ledger
         self._retries = retries
@@ -245,6 +247,8 @@ class BatchHandler:
                 size=len(batch),
                 **origin(batch_id),
             )
+        # Last: every value is now committed, a counted duplicate, or in the (fsynced) rejected file.
+        self._on_settled(batch)
 
     def _failed(
         self,

@@ -19,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from opentelemetry import trace
@@ -66,7 +66,11 @@ class BatchWriter:
         tracer: trace.Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_settled: Callable[[Sequence[TagValue]], None] | None = None,
     ) -> None:
+        """``on_settled`` is told each batch taken from the buffer once its every value is final and
+        durable (committed, duplicate, in an fsynced backup or rejected file, or counted lost); the
+        write-ahead log releases the batch then. It runs on a writer thread, outside every lock."""
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be positive, got {flush_interval_s}")
         if workers < 1:
@@ -84,7 +88,10 @@ class BatchWriter:
         self._ledger = Ledger(wall_clock)
         self._retries = RetryQueue()
         self._shutdown = Shutdown(clock)
-        self._spooler = Spooler(backup, rejected, self._ledger, listener, tracer, wall_clock=wall_clock)
+        settled = on_settled or _ignore
+        self._spooler = Spooler(
+            backup, rejected, self._ledger, listener, tracer, wall_clock=wall_clock, on_settled=settled
+        )
         self._handler = BatchHandler(
             sink,
             self._spooler,
@@ -96,6 +103,7 @@ class BatchWriter:
             listener=listener,
             tracer=tracer,
             clock=clock,
+            on_settled=settled,
         )
         self._batch_ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
@@ -236,3 +244,7 @@ class BatchWriter:
                 )
             except Exception:
                 log.exception("spill guard error")
+
+
+def _ignore(_batch: Sequence[TagValue]) -> None:
+    """No write-ahead log: nothing to release."""

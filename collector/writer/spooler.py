@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -39,8 +39,10 @@ class Spooler:
         tracer: trace.Tracer,
         *,
         wall_clock: Callable[[], float] = time.time,
+        on_settled: Callable[[Sequence[TagValue]], None] = lambda _batch: None,
     ) -> None:
         self._backup = backup
+        self._on_settled = on_settled
         self._rejected = rejected
         self._ledger = ledger
         self._listener = listener
@@ -66,6 +68,7 @@ class Spooler:
                 **origin(batch_id),
             )
             self._listener.batch_saved(len(batch), Destination.LOST, reason)
+            self._on_settled(batch)
             return AttemptOutcome.LOST
         self._ledger.backed_up(len(batch))
         log_event(
@@ -78,6 +81,7 @@ class Spooler:
             **origin(batch_id),
         )
         self._listener.batch_saved(len(batch), Destination.BACKUP, reason)
+        self._on_settled(batch)
         return AttemptOutcome.BACKED_UP
 
     def save_refused(self, items: list[tuple[TagValue, str, str]], *, batch_id: int | None = None) -> None:
