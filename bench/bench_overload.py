@@ -73,6 +73,8 @@ class Run:
     """Share of one core the whole process used."""
     checked: bool
     """The table's rows and the backup files' rows equal the service's counters."""
+    machine_load: float = 0.0
+    """The machine's one-minute load average at the end of the run (other work shares it)."""
 
     @property
     def ratio(self) -> float:
@@ -106,13 +108,30 @@ def simulated_values(count: int) -> list[TagValue]:
     return scratch.take(count)
 
 
-def config_for(kind: str, directory: Path, table: str, tags: int, workers: int | None) -> Config:
+def config_for(
+    kind: str,
+    directory: Path,
+    table: str,
+    rate: int,
+    workers: int | None,
+    *,
+    wal: str = "interval",
+    interval_s: float = 1.0,
+) -> Config:
+    """The service's configuration for a simulated plant of ``rate`` values/s, polled in ``GROUPS``
+    groups every ``interval_s``."""
     writer = {"workers": workers} if workers else {}
     return Config.model_validate(
         {
-            "source": {"type": "simulator", "tags": max(GROUPS, tags), "groups": GROUPS},
+            "source": {
+                "type": "simulator",
+                "tags": max(GROUPS, round(rate * interval_s)),
+                "groups": GROUPS,
+                "interval_s": interval_s,
+            },
             "writer": writer,
             "sink": sink_section(kind, directory, table),
+            "wal": {"durability": wal, "dir": str(directory / "wal")},
             "backup": {"dir": str(directory / "backup")},
             "api": {"enabled": False},
             "logging": {"level": "ERROR"},
@@ -122,7 +141,7 @@ def config_for(kind: str, directory: Path, table: str, tags: int, workers: int |
 
 def sink_alone(kind: str, directory: Path, table: str, values: list[TagValue], workers: int | None) -> float:
     """Values/s the pipeline puts into the table with nothing else running."""
-    config = config_for(kind, directory, table, GROUPS, workers)
+    config = config_for(kind, directory, table, GROUPS * 10, workers)
     buffer = TagBuffer(len(values) + 1, batch_size=config.writer.batch_size)
     sink = build_sink(config.sink)
     sink.ping()  # open the database before the clock starts, as the service does at start
@@ -170,8 +189,9 @@ def overloaded(
     """One run of the whole service with the simulator offered ``load`` x ``rate``."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        tags = round(rate * load)
-        config = config_for(kind, directory, table, tags, args.workers)
+        config = config_for(
+            kind, directory, table, round(rate * load), args.workers, wal=args.wal, interval_s=args.interval
+        )
         interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
         service = CollectorService(config, gil_switch_interval_s=interval)
         assert service.simulator is not None
@@ -211,6 +231,7 @@ def overloaded(
         dropped=(last.buffer_overflow - first.buffer_overflow) / span,
         cpu=(cpu1 - cpu0) / span,
         checked=checked,
+        machine_load=os.getloadavg()[0],
     )
 
 
@@ -219,7 +240,8 @@ def describe(run: Run) -> str:
         f"offered {run.offered:>9,.0f}/s ({run.load:.1f}x)  generated {run.generated:>9,.0f}/s  "
         f"sink alone {run.alone:>8,.0f}/s  into table {run.written:>8,.0f}/s  ratio {run.ratio:.2f}  "
         f"spilled {run.spilled:>8,.0f}/s  dropped {run.dropped:>8,.0f}/s  "
-        f"CPU {run.cpu * 100:3.0f}%  counts {'match' if run.checked else 'DIFFER'}"
+        f"CPU {run.cpu * 100:3.0f}%  load {run.machine_load:.1f}  "
+        f"counts {'match' if run.checked else 'DIFFER'}"
     )
 
 
@@ -235,6 +257,15 @@ def main() -> int:
     parser.add_argument("--alone-values", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=None, help="writer threads (default: the config's)")
     parser.add_argument("--sweep", type=float, nargs="*", default=[0.5, 1.0, 2.0, 4.0])
+    parser.add_argument(
+        "--wal", choices=["interval", "always", "off"], default="interval", help="wal.durability of the runs"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.1,
+        help="the simulated plant's poll interval (s); tags = offered rate x interval",
+    )
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     parser.add_argument(
         "--plot", type=Path, default=None, help="PNG to draw (default docs/img/overload-<sink>.png)"
@@ -250,7 +281,7 @@ def main() -> int:
     interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
     print(
         f"sink: {args.sink}, {workers} writer(s), GIL switch interval {interval * 1e3:g} ms while the"
-        f" service runs, load average {os.getloadavg()[0]:.2f}"
+        f" service runs, write-ahead log {args.wal}, load average {os.getloadavg()[0]:.2f}"
     )
     values = simulated_values(args.alone_values)
     scratch = PostgresScratchTable("bench_overload") if args.sink == "postgresql" else None

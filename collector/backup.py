@@ -34,6 +34,7 @@ from collector.logs import log_event
 from collector.spool_format import (
     BACKUP_PREFIX,
     REJECTED_PREFIX,
+    EncodedRows,
     SpoolKind,
     encode_rows,
     file_name,
@@ -106,11 +107,12 @@ class CsvSpool:
     def kind(self) -> SpoolKind:
         return self._kind
 
-    def append(self, rows: Sequence[Sequence[str]]) -> Path:
-        """Write ``rows`` durably; return the file they are in. Raises :class:`SpoolError`."""
+    def append(self, rows: Sequence[Sequence[str]] | EncodedRows) -> Path:
+        """Write ``rows`` (or rows already encoded) durably; return the file they are in. Raises
+        :class:`SpoolError`."""
         if not rows:
             raise ValueError("nothing to append")
-        payload = encode_rows(rows)
+        payload = rows.payload if isinstance(rows, EncodedRows) else encode_rows(rows)
         with self._lock:
             errors: list[str] = []
             for index in self._directory_order():
@@ -268,7 +270,7 @@ def _write_durably(handle: BinaryIO, payload: bytes) -> None:
 
 
 def traced_append(
-    tracer: trace.Tracer, spool: CsvSpool, rows: Sequence[Sequence[str]], *, reason: str
+    tracer: trace.Tracer, spool: CsvSpool, rows: Sequence[Sequence[str]] | EncodedRows, *, reason: str
 ) -> Path:
     """:meth:`CsvSpool.append` inside a ``collector.<kind>.write`` span (a child of whatever span is
     current, so a backup write after a failed attempt shows under that attempt). Raises

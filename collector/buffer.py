@@ -12,10 +12,16 @@ A poll larger than the free part of the ring is spilled, not overwritten. The sp
 most ``capacity`` values; only when it is full too (the disk cannot keep up either) does the ring
 overwrite. Values in the spill queue have left the ring: they count as removed, and the writer
 counts them in flight until they are backed up.
+
+With a spill handler (:meth:`TagBuffer.set_spill_handler`), the producer whose put moved values to
+the spill queue calls it once the lock is released, so the producer saves its own excess rather
+than leaving it to another thread: under overload the cost of the excess falls on whoever offers
+it, and the writers keep the interpreter's time they need (docs/benchmarks.md, "Overload").
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -25,6 +31,8 @@ from dataclasses import dataclass
 from collector.model import TagValue
 
 DEFAULT_CAPACITY = 10_000
+
+log = logging.getLogger("collector.buffer")
 
 
 class Batch(list[TagValue]):
@@ -133,6 +141,14 @@ class TagBuffer:
         self._batch_waiters = 0
         self._spill_waiters = 0
         self._wake_level = self._batch_size
+        self._spill_handler: Callable[[], object] | None = None
+
+    def set_spill_handler(self, handler: Callable[[], object] | None) -> None:
+        """Have every producer call ``handler`` (outside the lock) after a put of its moved values
+        to the spill queue; it is expected to take them (:meth:`wait_for_spill`) and save them.
+        A thread waiting in :meth:`wait_for_spill` is then no longer woken for each spill, only
+        by its timeout, closing, or a handler that failed."""
+        self._spill_handler = handler
 
     @property
     def capacity(self) -> int:
@@ -151,6 +167,11 @@ class TagBuffer:
 
     def put(self, item: TagValue) -> None:
         """Add one value; if the ring is full the oldest value is discarded and counted."""
+        self._put_one(item)
+        if self._spilling and self._spill_handler is not None:
+            self._hand_over_spill()
+
+    def _put_one(self, item: TagValue) -> None:
         dropped = -1
         with self._lock:
             if self._closed:
@@ -179,6 +200,27 @@ class TagBuffer:
     def put_many(self, batch: Iterable[TagValue]) -> int:
         """Add many values under one lock acquisition (a whole poll at once). Returns the count."""
         values: Sequence[TagValue] = batch if isinstance(batch, list | tuple) else list(batch)
+        total = self._put_values(values)
+        if self._spilling and self._spill_handler is not None:
+            self._hand_over_spill()
+        return total
+
+    def _hand_over_spill(self) -> None:
+        """The producer saves what its put moved to the spill queue (see the module doc)."""
+        handler = self._spill_handler
+        if handler is None:
+            return
+        try:
+            handler()
+        except Exception:
+            # Never the producer's problem: whatever is left in the spill queue is taken by the
+            # waiting thread instead.
+            log.exception("spill handler failed; the spill guard takes the values")
+            with self._lock:
+                self._spill_needed.notify()
+
+    def _put_values(self, values: Sequence[TagValue]) -> int:
+        """The locked part of :meth:`put_many`; the caller runs the spill handler after it."""
         total = len(values)
         if not total:
             return 0
@@ -188,7 +230,10 @@ class TagBuffer:
                 raise BufferClosedError("buffer is closed")
             items = self._items
             beyond = len(items) + total - self._spill_level
-            if beyond > 0 and (room := self._spill_room()):
+            # A producer that saves its own excess can spill a whole put of its own: the spill
+            # queue is emptied by this same call, so it holds no more than the caller already did.
+            room = self._spill_room() + (total if self._spill_handler is not None else 0)
+            if beyond > 0 and room > 0:
                 values = self._spill_beyond_locked(values, min(beyond, room))
             if values:
                 count = len(values)
@@ -259,7 +304,7 @@ class TagBuffer:
             ranges.append((start, count))
 
     def _wake_spill_guard(self) -> None:
-        if self._spill_waiters:
+        if self._spill_waiters and self._spill_handler is None:
             self._spill_needed.notify()
 
     def take(self, max_items: int) -> Batch:

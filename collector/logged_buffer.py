@@ -52,7 +52,11 @@ class LoggedBuffer(TagBuffer):
             if self.closed:
                 raise BufferClosedError("buffer is closed")
             self.wal.append(values)
-            return super().put_many(values)
+            total = self._put_values(values)
+        # Outside the admission lock: saving the excess waits for the disk.
+        if self._spilling and self._spill_handler is not None:
+            self._hand_over_spill()
+        return total
 
     def settled(self, batch: Sequence[TagValue]) -> None:
         """The writers are done with ``batch``: every value is committed, a counted duplicate, in an
@@ -78,6 +82,8 @@ class LoggedBuffer(TagBuffer):
                     # Stopped during recovery: the rest stays in the log for the next start.
                     log.warning("stopped while feeding recovered values; the rest stay in the log")
                     break
-                super().put_many(batch)
+                self._put_values(batch)
+            if self._spilling and self._spill_handler is not None:
+                self._hand_over_spill()
             fed += len(batch)
         return fed

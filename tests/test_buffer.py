@@ -148,6 +148,60 @@ def test_closing_hands_over_what_waits_in_the_spill_queue():
     assert buffer.wait_for_spill(5.0) == []  # closed and empty: returns at once
 
 
+class SavesOnTheCallersThread:
+    """A spill handler that takes what waits in the spill queue, noting which thread ran it."""
+
+    def __init__(self, buffer: TagBuffer, *, fail: bool = False) -> None:
+        self.buffer = buffer
+        self.fail = fail
+        self.saved: list[int] = []
+        self.threads: set[str] = set()
+
+    def __call__(self) -> None:
+        self.threads.add(threading.current_thread().name)
+        if self.fail:
+            raise OSError("the disk is gone")
+        self.saved.extend(v.value for v in self.buffer.wait_for_spill(0.0))  # type: ignore[misc]
+
+
+def test_a_producer_saves_its_own_excess_on_its_own_thread():
+    buffer = TagBuffer(100, batch_size=10, spill_level=90)
+    handler = SavesOnTheCallersThread(buffer)
+    buffer.set_spill_handler(handler)
+    buffer.put_many(values(0, 90))
+    assert handler.saved == [] and not handler.threads, "nothing beyond the spill level: no call"
+    producer = threading.Thread(target=lambda: buffer.put_many(values(90, 20)), name="plc-poller")
+    producer.start()
+    producer.join()
+    buffer.put(values(110, 1)[0])
+    assert handler.saved == list(range(21)) and handler.threads == {"plc-poller", "MainThread"}
+    assert [v.value for v in buffer.take(100)] == list(range(21, 111)), "the writers keep the newest"
+    assert_balanced(buffer)
+
+
+def test_a_poll_larger_than_ring_and_spill_queue_together_is_saved_whole_by_its_producer():
+    buffer = TagBuffer(100, batch_size=10, spill_level=90)
+    handler = SavesOnTheCallersThread(buffer)
+    buffer.set_spill_handler(handler)
+    buffer.put_many(values(0, 90))
+    buffer.put_many(values(90, 500))  # without a handler 310 of these would be overwritten
+    stats = buffer.stats()
+    assert stats.overflow == 0 and handler.saved == list(range(500))
+    assert [v.value for v in buffer.take(100)] == list(range(500, 590))
+
+
+def test_a_failing_spill_handler_leaves_the_values_to_the_spill_guard(caplog):
+    buffer = TagBuffer(100, batch_size=10, spill_level=90)
+    buffer.set_spill_handler(SavesOnTheCallersThread(buffer, fail=True))
+    guard: list[int] = []
+    waiting = threading.Thread(target=lambda: guard.extend(v.value for v in buffer.wait_for_spill(5.0)))  # type: ignore[misc]
+    waiting.start()
+    buffer.put_many(values(0, 95))  # accepted: the producer never sees the handler's error
+    waiting.join()
+    assert guard == list(range(5)) and "spill handler failed" in caplog.text
+    assert_balanced(buffer)
+
+
 def test_invalid_construction_names_the_argument():
     with pytest.raises(ValueError, match="capacity"):
         TagBuffer(0)

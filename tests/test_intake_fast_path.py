@@ -49,7 +49,7 @@ def test_a_known_name_with_a_bad_value_is_still_refused() -> None:
     assert all(type(v) is TagValue for v in taken)
 
 
-def test_names_are_checked_again_once_too_many_were_remembered(monkeypatch: object) -> None:
+def test_names_beyond_the_remembered_ones_are_still_checked(monkeypatch: object) -> None:
     monkeypatch.setattr(intake_module, "MAX_KNOWN_NAMES", 3)  # type: ignore[attr-defined]
     buffer, refused = TagBuffer(100), Refused()
     intake = Intake(buffer, refused)

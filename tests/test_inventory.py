@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from collector.backup import CsvSpool
 from collector.inventory import ContentsCache, scan
-from collector.spool_format import SpoolKind, backup_rows, rejected_rows
+from collector.model import parse_timestamp
+from collector.spool_format import (
+    BACKUP_HEADER,
+    TIMESTAMP_FIELD,
+    SpoolKind,
+    backup_rows,
+    read_header,
+    records,
+    rejected_rows,
+)
 from tests.recovery_support import sample_values, write_backup
 
 
@@ -148,3 +161,47 @@ def test_scanning_one_directory_keeps_what_is_known_of_another(tmp_path: Path) -
     scan([one, two], contents=cache)
     scan([one], contents=cache)
     assert cache.cached(in_two) == ContentsCache().contents(in_two)
+
+
+_lines = st.lists(
+    st.one_of(
+        st.just(""),  # a blank line
+        st.just("x,1.5,2026-03-01T08:00:00.000000+00:00,GOOD,t"),
+        st.just("x,1.5,2026-03-02T08:00:00.250000+00:00,GOOD,t"),
+        st.just("x,1.5,not a time,GOOD,t"),
+        st.just("short,line"),
+        st.just('"a, quoted\nname",2,2026-03-03T00:00:00.000000+00:00,GOOD,t'),
+        st.just("y,2,1999-12-31T23:59:59.999999+00:00,GOOD,t"),
+    ),
+    max_size=12,
+)
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=_lines, more=_lines, tail=st.sampled_from(["", "x,1,2026-03-04T00:00:00.000000+00:00"]))
+def test_rows_and_range_are_the_same_read_in_one_go_or_record_by_record(
+    tmp_path: Path, first: list[str], more: list[str], tail: str
+) -> None:
+    """Files of plain lines are read in C, others record by record; both must give the same answer,
+    also for a file read again after it grew, with a last line not yet whole."""
+    path = tmp_path / "backup_20260301_080000.csv"
+    header = ",".join(BACKUP_HEADER) + "\n"
+    path.write_text(header + "".join(line + "\n" for line in first), encoding="utf-8")
+    cache = ContentsCache()
+    cache.contents(path)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in more) + tail)
+    grown = cache.contents(path)
+
+    rows, stamps = 0, []
+    with open(path, "rb") as handle:
+        _kind, offset = read_header(handle)
+        for record in records(handle, offset=offset, complete_only=True):
+            rows += 1
+            with contextlib.suppress(IndexError, ValueError):
+                stamps.append(parse_timestamp(record.fields[TIMESTAMP_FIELD]))
+    assert (grown.rows, grown.first, grown.last) == (
+        rows,
+        min(stamps, default=None),
+        max(stamps, default=None),
+    )

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.model import TagValue, format_timestamp
-from collector.spool_format import BACKUP_HEADER, backup_rows, encode_rows, format_value
+from collector.spool_format import BACKUP_HEADER, backup_payload, backup_rows, encode_rows, format_value
 
 ATTEMPT = datetime(2026, 3, 1, 8, 0, 5, 123456, tzinfo=UTC)
 
@@ -65,3 +65,33 @@ def test_one_instant_in_two_time_zones_is_one_utc_timestamp() -> None:
     local = utc.astimezone(timezone(timedelta(hours=9)))
     rows = backup_rows([TagValue("A", 1.0, utc), TagValue("B", 2.0, local)], ATTEMPT)
     assert rows[0][2] == rows[1][2] == "2026-03-01T08:00:00.000000+00:00"
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=8), values, stamps, st.sampled_from(["GOOD", "BAD"])),
+        max_size=30,
+    )
+)
+def test_a_batch_encoded_in_one_go_is_byte_for_byte_the_csv_modules(
+    readings: list[tuple[str, object, datetime, str]],
+) -> None:
+    batch = [TagValue(*reading) for reading in readings]  # type: ignore[arg-type]
+    encoded = backup_payload(batch, ATTEMPT)
+    assert len(encoded) == len(batch)
+    assert encoded.payload == (csv_module(backup_rows(batch, ATTEMPT)) if batch else b"")
+
+
+def test_a_plant_batch_in_one_go_needs_no_quoting_and_reads_back() -> None:
+    stamp = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
+    batch = [
+        TagValue("G01.T0001", 12.5, stamp),
+        TagValue("G01.T0002", True, stamp),
+        TagValue("x,y", None, stamp, "BAD"),
+    ]
+    payload = backup_payload(batch, ATTEMPT).payload
+    assert list(csv.reader(io.StringIO(payload.decode()))) == [
+        ["G01.T0001", "12.5", "2026-03-01T08:00:00.000000+00:00", "GOOD", "2026-03-01T08:00:05.123456+00:00"],
+        ["G01.T0002", "1", "2026-03-01T08:00:00.000000+00:00", "GOOD", "2026-03-01T08:00:05.123456+00:00"],
+        ["x,y", "", "2026-03-01T08:00:00.000000+00:00", "BAD", "2026-03-01T08:00:05.123456+00:00"],
+    ]

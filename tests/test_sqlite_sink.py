@@ -1,11 +1,14 @@
+import math
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector.model import TagValue
 from collector.sinks.base import ColumnSpec, PermanentSinkError
-from collector.sinks.sqlite import SqliteSink, ddl
+from collector.sinks.sqlite import SqliteSink, ddl, sqlite_columns, sqlite_row
 
 STAMP = datetime(2026, 11, 28, 21, 0, 0, 123456, tzinfo=UTC)
 
@@ -152,3 +155,56 @@ def test_ddl_runs_on_sqlite_and_enforces_the_key():
         conn.execute("INSERT INTO TAG_DATA VALUES ('T', 2, NULL, '2026-01-01 00:00:00.000000', 'GOOD')")
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute("INSERT INTO TAG_DATA VALUES ('T', 2, NULL, '2026-01-01 00:00:01.000000', 'MAYBE')")
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1e-131, 1e-130, 1e126, -1e126, 9.99e125, 5e-324]),
+    st.text(max_size=5),
+)
+_stamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=5), _scalars, _stamps), max_size=40))
+def test_a_batch_bound_column_by_column_is_every_row_bound_alone(
+    readings: list[tuple[str, object, datetime]],
+) -> None:
+    batch = [TagValue(name, value, stamp) for name, value, stamp in readings]  # type: ignore[arg-type]
+    params, positions, rejected = sqlite_columns(batch)
+    expected = [sqlite_row(value) for value in batch]
+    assert positions == list(range(len(batch))) and not rejected
+    assert _same_params(params, [part for row in expected for part in row])
+
+
+def test_a_value_no_column_can_hold_is_refused_alone() -> None:
+    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    batch = [TagValue("A", 1.5, stamp), TagValue("B", [1], stamp), TagValue("C", "x", stamp)]  # type: ignore[arg-type]
+    params, positions, rejected = sqlite_columns(batch)
+    assert positions == [0, 2] and [(e.index, e.code) for e in rejected] == [(1, "INVALID")]
+    assert params == [
+        "A",
+        1.5,
+        None,
+        "2026-01-01 00:00:00.000000",
+        "GOOD",
+        "C",
+        None,
+        "x",
+        "2026-01-01 00:00:00.000000",
+        "GOOD",
+    ]
+
+
+def _same_params(left: list[object], right: list[object]) -> bool:
+    """Equal element by element, with the same types (1 is not 1.0 nor True)."""
+    return len(left) == len(right) and all(
+        type(a) is type(b) and (a == b or (_is_nan(a) and _is_nan(b)))
+        for a, b in zip(left, right, strict=True)
+    )
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)

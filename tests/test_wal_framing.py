@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 from datetime import UTC, datetime
 
 import pytest
@@ -96,3 +98,39 @@ def test_a_file_without_the_segment_header_is_unreadable_whole() -> None:
     # A header cut short is a file created just before a crash: torn, not foreign.
     assert [d.kind for d in scan_segment(SEGMENT_HEADER[:3]).damage] == [DamageKind.TORN_TAIL]
     assert [d.kind for d in scan_segment(b"").damage] == [DamageKind.TORN_TAIL]
+
+
+def test_a_record_in_the_json_format_of_earlier_versions_is_still_read() -> None:
+    stamp = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+    micros = int((stamp - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000)
+    payload = json.dumps([["A", "B", "C"], [1.5, "RUNNING", None], [micros] * 3, [2]]).encode()
+    assert decode_values(payload, 3) == [
+        TagValue("A", 1.5, stamp),
+        TagValue("B", "RUNNING", stamp),
+        TagValue("C", None, stamp, "BAD"),
+    ]
+
+
+def test_a_batch_with_several_timestamps_keeps_each_one() -> None:
+    first, second = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, 0, 0, 1, 7, tzinfo=UTC)
+    batch = [TagValue("A", 1, first), TagValue("B", 2, second), TagValue("A", 3, second)]
+    assert decode_values(encode_values(batch), 3) == batch
+
+
+class _Shell:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("a payload that calls a function",))
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        (("A",), (_Shell(),), 0, []),  # a global: refused before anything is called
+        (("A",), (b"bytes",), 0, []),  # plain data, but not a value the collector holds
+        ((1,), (1.0,), 0, []),  # a name that is not text
+        (("A",), (1.0,), [1.5], []),  # a timestamp that is not an integer
+    ],
+)
+def test_a_payload_holding_anything_but_the_four_columns_is_refused(columns: tuple[object, ...]) -> None:
+    with pytest.raises(PayloadError):
+        decode_values(pickle.dumps(columns, 5), 1)

@@ -93,7 +93,7 @@ def test_segments_go_only_once_the_recorded_mark_covers_them(tmp_path, monkeypat
     clock = ManualClock()
     wal = _log(tmp_path, clock)
     wal.open()
-    _fill(wal, range(60))
+    _fill(wal, range(120))
     segments = list_segments(tmp_path)
     assert len(segments) >= 4
     second_start = segments[1][0]
@@ -202,7 +202,7 @@ def test_the_size_cap_logs_nothing_more_until_values_are_released(tmp_path, capl
     wal = _log(tmp_path, clock, segment_bytes=4096, max_bytes=8192)
     wal.open()
     with caplog.at_level(logging.ERROR, logger="collector.wal"):
-        _fill(wal, range(40))
+        _fill(wal, range(100))
     stats = wal.stats()
     assert stats.full and stats.unlogged_values > 0 and stats.bytes <= 8192
     assert any("size cap" in r.getMessage() for r in caplog.records)

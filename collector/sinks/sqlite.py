@@ -82,6 +82,37 @@ def sqlite_row(value: TagValue, stamps: dict[datetime, str] | None = None) -> tu
     return (value.tag_name, number, text, formatted, value.quality)
 
 
+def sqlite_columns(batch: Sequence[TagValue]) -> tuple[list[object], list[int], list[RowError]]:
+    """The bind parameters of a whole batch, five per row and row after row, with the batch index
+    of each bound row and the rows that cannot be bound.
+
+    Built column by column: the five columns come from one ``zip``, each distinct timestamp is
+    formatted once, and only the values that are not an ordinary float (texts, booleans, integers,
+    none, NaN, the infinities, extreme magnitudes) go through :func:`split_value` one by one. The
+    writers convert every row the database takes, and under overload they share the interpreter
+    with the producers: the less Python each row needs, the more of its own rate the database keeps
+    (docs/benchmarks.md, "Overload"). The result equals :func:`sqlite_row` applied to every value.
+    """
+    if not batch:
+        return [], [], []
+    names, values, stamps, qualities = zip(*batch, strict=True)
+    numbers: list[object] = list(values)
+    texts: list[object] = [None] * len(values)
+    rejected: list[RowError] = []
+    for index in [i for i, v in enumerate(values) if type(v) is not float or not 1e-130 <= abs(v) < 1e126]:
+        try:
+            numbers[index], texts[index] = split_value(values[index], max_integer=SQLITE_MAX_INTEGER)
+        except (TypeError, ValueError) as exc:
+            rejected.append(RowError(index, "INVALID", str(exc)))
+    formatted = {stamp: sqlite_timestamp(stamp) for stamp in set(stamps)}
+    rows = zip(names, numbers, texts, map(formatted.__getitem__, stamps), qualities, strict=True)
+    if not rejected:
+        return list(chain.from_iterable(rows)), list(range(len(values))), rejected
+    refused = {error.index for error in rejected}
+    kept = [(index, row) for index, row in enumerate(rows) if index not in refused]
+    return list(chain.from_iterable(row for _, row in kept)), [index for index, _ in kept], rejected
+
+
 class SqliteSink:
     """Writes batches into a SQLite file; one connection, serialized by a lock (SQLite has one
     writer at a time anyway)."""
@@ -141,53 +172,46 @@ class SqliteSink:
 
     def write(self, batch: Sequence[TagValue]) -> WriteResult:
         result = WriteResult()
-        rows: list[tuple[object, ...]] = []
-        positions: list[int] = []
-        stamps: dict[datetime, str] = {}
-        for index, value in enumerate(batch):
-            try:
-                rows.append(sqlite_row(value, stamps))
-            except (TypeError, ValueError, AttributeError) as exc:
-                result.rejected.append(RowError(index, "INVALID", str(exc)))
-                continue
-            positions.append(index)
-        if not rows:
+        params, positions, result.rejected = sqlite_columns(batch)
+        if not positions:
             return result
+        count = len(positions)
         with (
             self._lock,
             insert_span(
-                self._tracer, system=self.system_name, table=self.table, parameter_sets=len(rows)
+                self._tracer, system=self.system_name, table=self.table, parameter_sets=count
             ) as span,
         ):
             conn = self._connect()
             try:
-                written = self._insert_all(conn, rows)
+                written = self._insert_all(conn, params, count)
             except sqlite3.IntegrityError:
+                rows = [tuple(params[5 * i : 5 * i + 5]) for i in range(count)]
                 written = self._insert_each(conn, rows, positions, result)
             except (sqlite3.Error, OSError) as exc:
                 self._rollback(conn)
                 raise _classify(exc) from exc
             result.written = written
-            result.duplicates = len(rows) - written - _rejected_after(result, positions)
+            result.duplicates = count - written - _rejected_after(result, positions)
             record_result(span, result)
         return result
 
-    def _insert_all(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
+    def _insert_all(self, conn: sqlite3.Connection, params: list[object], count: int) -> int:
         """Insert every row with as few statements as the parameter limit allows. One multi-row
         INSERT rather than ``executemany``: each row of an ``executemany`` is a step that releases
         the GIL and has to take it back, and beside a busy producer thread every one of those
         hand-offs can wait a whole switch interval (docs/benchmarks.md, "Overload")."""
         before = conn.total_changes
         step = self._rows_per_statement
-        if len(rows) <= step:
+        if count <= step:
             # One statement is its own transaction (and atomic): no BEGIN and COMMIT to wait for.
-            conn.execute(self._multi_row_insert(len(rows)), list(chain.from_iterable(rows)))
+            conn.execute(self._multi_row_insert(count), params)
             return conn.total_changes - before
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for start in range(0, len(rows), step):
-                part = rows[start : start + step]
-                conn.execute(self._multi_row_insert(len(part)), list(chain.from_iterable(part)))
+            for start in range(0, count, step):
+                rows = min(step, count - start)
+                conn.execute(self._multi_row_insert(rows), params[5 * start : 5 * (start + rows)])
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
@@ -319,6 +343,8 @@ class SqliteKeyLookup:
 
 def _rejected_after(result: WriteResult, positions: list[int]) -> int:
     """How many of the bound rows the database refused (as opposed to those refused before binding)."""
+    if not result.rejected:
+        return 0
     bound = set(positions)
     return sum(1 for error in result.rejected if error.index in bound)
 

@@ -112,9 +112,11 @@ class Intake:
         if reason is not None:
             return InvalidValue(name, value, stamp, quality, reason)
         known = self._valid_names
-        if len(known) >= MAX_KNOWN_NAMES:
-            known.clear()  # a source that invents names forever must not grow this without bound
-        known.add(name)  # type: ignore[arg-type]
+        # Bounded, so a source that invents names forever cannot grow it; once full it keeps the
+        # names it has rather than starting over, since forgetting them all would send every value
+        # of a plant with more tags than this down the full check over and over.
+        if len(known) < MAX_KNOWN_NAMES:
+            known.add(name)  # type: ignore[arg-type]
         return TagValue(name, value, utc, quality)  # type: ignore[arg-type]
 
     def submit_values(self, values: Iterable[TagValue]) -> int:

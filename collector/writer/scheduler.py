@@ -25,7 +25,7 @@ from functools import partial
 from opentelemetry import trace
 
 from collector.backup import CsvSpool
-from collector.buffer import TagBuffer
+from collector.buffer import Batch, TagBuffer
 from collector.circuit import CircuitBreaker
 from collector.logs import RateLimiter, log_event
 from collector.model import TagValue
@@ -120,6 +120,9 @@ class BatchWriter:
             thread = threading.Thread(target=self._run_worker, name=f"writer-{index + 1}", daemon=True)
             self._threads.append(thread)
         if self._spill:
+            # The producer that overfills the ring saves its own excess; the spill guard thread
+            # is the safety net for anything left in the spill queue.
+            self._buffer.set_spill_handler(self._save_spilled)
             self._threads.append(
                 threading.Thread(target=self._run_spill_guard, name="writer-spill", daemon=True)
             )
@@ -227,23 +230,30 @@ class BatchWriter:
                     if self._shutdown.stopping and self._buffer.closed:
                         return  # the spill queue is empty and nothing more can join it
                     continue
-                spilled = self._ledger.spilled(len(batch))
-                if self._spill_log.ready():
-                    stats = self._buffer.stats()
-                    log_event(
-                        log,
-                        logging.WARNING,
-                        "buffer_spill",
-                        "buffer nearly full: saving oldest values to backup (writers not keeping up)",
-                        size=stats.size,
-                        capacity=stats.capacity,
-                        spilled_total=spilled,
-                    )
-                self._spooler.save(
-                    batch, "buffer spill: writers not keeping up", batch_id=next(self._batch_ids)
-                )
+                self._save_spill(batch)
             except Exception:
                 log.exception("spill guard error")
+
+    def _save_spilled(self) -> None:
+        """The spill handler the producers call after a put that spilled (see :mod:`collector.buffer`)."""
+        batch = self._buffer.wait_for_spill(0.0)
+        if batch:
+            self._save_spill(batch)
+
+    def _save_spill(self, batch: Batch) -> None:
+        spilled = self._ledger.spilled(len(batch))
+        if self._spill_log.ready():
+            stats = self._buffer.stats()
+            log_event(
+                log,
+                logging.WARNING,
+                "buffer_spill",
+                "buffer nearly full: saving oldest values to backup (writers not keeping up)",
+                size=stats.size,
+                capacity=stats.capacity,
+                spilled_total=spilled,
+            )
+        self._spooler.save(batch, "buffer spill: writers not keeping up", batch_id=next(self._batch_ids))
 
 
 def _ignore(_batch: Sequence[TagValue]) -> None:

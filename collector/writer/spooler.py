@@ -20,7 +20,7 @@ from opentelemetry import trace
 from collector.backup import CsvSpool, SpoolError, traced_append
 from collector.logs import log_event
 from collector.model import TagValue
-from collector.spool_format import backup_rows, rejected_rows
+from collector.spool_format import backup_payload, rejected_rows
 from collector.writer.events import AttemptOutcome, Destination, WriterListener, origin
 from collector.writer.ledger import Ledger
 
@@ -53,7 +53,7 @@ class Spooler:
         """Put a batch taken from the buffer into the backup CSV, or count it lost; returns which."""
         if not batch:
             return AttemptOutcome.BACKED_UP
-        rows = backup_rows(batch, datetime.fromtimestamp(self._wall_clock(), UTC))
+        rows = backup_payload(batch, datetime.fromtimestamp(self._wall_clock(), UTC))
         try:
             path = traced_append(self._tracer, self._backup, rows, reason=reason)
         except SpoolError as exc:
