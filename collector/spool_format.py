@@ -143,7 +143,10 @@ def backup_payload(batch: Sequence[TagValue], attempt_time: datetime) -> Encoded
         return EncodedRows(b"", 0)
     names, values, stamps, qualities = zip(*batch, strict=True)
     texts = {stamp: format_timestamp(stamp) for stamp in set(stamps)}
-    spelled = list(map(repr, values))
+    try:
+        spelled = list(map(repr, values))
+    except ValueError:  # an integer too long to spell: the csv module's way says so
+        return EncodedRows(encode_rows(backup_rows(batch, attempt_time)), len(batch))
     for index in [i for i, kind in enumerate(map(type, values)) if kind is not float and kind is not int]:
         spelled[index] = format_value(values[index])
     attempt = format_timestamp(attempt_time)

@@ -6,11 +6,13 @@ import io
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.recovery import reader as reader_module
 from collector.recovery.reader import chunks
 from collector.spool_format import (
     BACKUP_HEADER,
@@ -199,3 +201,60 @@ def test_chunks_cover_the_file_and_a_reader_can_resume_after_any_of_them(tmp_pat
     assert [row.value for c in rest for row in c.rows] == values[500:]
     assert rest[0].rows[0].line == middle.end_line + 1 == 502
     assert all_chunks[-1].end_offset == path.stat().st_size
+
+
+_lines = st.lists(
+    st.one_of(
+        st.just(f"G01.T0001,12.5,{STAMP},GOOD,x"),
+        st.just(f"G01.T0002,RUNNING,{STAMP},GOOD,x"),
+        st.just("G01.T0001,,2026-03-01T08:00:01.000000+00:00,BAD,x"),
+        st.just(f"Kühler.T1,7,{STAMP},GOOD,x"),  # not ASCII: offsets count bytes
+        st.just(f'"tank ""A"", level",1.5,{STAMP},GOOD,x'),  # quoted: read by the csv module
+        st.just(""),  # a blank line
+        st.just(f"too,few,{STAMP}"),
+        st.just("G01.T0003,1,yesterday,GOOD,x"),
+        st.just(f"G01.T0004,1,{STAMP},MAYBE,x"),
+        st.just(f"{'N' * 101},1,{STAMP},GOOD,x"),  # a name too long
+        st.just(f"G01.T0005,{'x' * 1200},{STAMP},GOOD,x"),
+        st.just(f"G01.T0006,1e+20,{STAMP},GOOD,x"),
+    ),
+    max_size=40,
+)
+
+
+def _by_record(data: bytes, batch_size: int) -> list[tuple[list[object], list[object], int, int]]:
+    """The reference: every record through the csv module and :func:`parse_record`."""
+    handle = io.BytesIO(data)
+    kind, offset = read_header(handle)
+    grouped, rows, damaged, end = [], [], [], (1, offset)
+    for record in records(handle, offset=offset):
+        parsed = parse_record(record, kind)
+        (rows if isinstance(parsed, Row) else damaged).append(parsed)
+        end = (record.end_line, record.end_offset)
+        if len(rows) >= batch_size:
+            grouped.append((rows, damaged, *end))
+            rows, damaged = [], []
+    if rows or damaged:
+        grouped.append((rows, damaged, *end))
+    return grouped
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=_lines,
+    last_line_end=st.booleans(),
+    block=st.sampled_from([16, 64, 1 << 20]),
+    batch=st.integers(1, 7),
+)
+def test_plain_blocks_read_fast_give_what_the_csv_module_gives(
+    body: list[str], last_line_end: bool, block: int, batch: int
+) -> None:
+    text = "\n".join(body) + ("\n" if last_line_end and body else "")
+    data = (HEADER + text).encode("utf-8")
+    with patch.object(reader_module, "BLOCK_BYTES", block):
+        handle = io.BytesIO(data)
+        kind, offset = read_header(handle)
+        fast = [
+            (c.rows, c.damaged, c.end_line, c.end_offset) for c in chunks(handle, kind, batch, offset=offset)
+        ]
+    assert fast == _by_record(data, batch)

@@ -29,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -113,12 +114,14 @@ class FileReport:
 
     def note_rows(self, chunk: Chunk) -> None:
         self.read += chunk.records
-        for row in chunk.rows:
-            stamp = row.value.timestamp
-            if self.first is None or stamp < self.first:
-                self.first = stamp
-            if self.last is None or stamp > self.last:
-                self.last = stamp
+        if not chunk.rows:
+            return
+        stamps = set(map(_timestamp_of, map(_value_of, chunk.rows)))
+        first, last = min(stamps), max(stamps)
+        if self.first is None or first < self.first:
+            self.first = first
+        if self.last is None or last > self.last:
+            self.last = last
 
 
 @dataclass(slots=True)
@@ -431,7 +434,9 @@ class Replayer:
         self, sink: Sink, path: Path, pending_chunks: Iterator[Chunk]
     ) -> Generator[tuple[Chunk, WriteResult], None, None]:
         """Each chunk with the result of writing it, in file order. With several workers, up to
-        ``workers`` chunks are being written while the next one is read; closing the iterator
+        twice ``workers`` chunks are written or wait to be while the next one is read (so a writer
+        that finishes finds the next batch ready, while the reading thread is busy reading, settling
+        in order behind a slower batch, or waiting for the interpreter); closing the iterator
         (or a failure) abandons what is not yet settled and waits for the writers to return."""
         if self._workers == 1:
             for chunk in pending_chunks:
@@ -443,7 +448,7 @@ class Replayer:
         try:
             for chunk in pending_chunks:
                 in_flight.append((chunk, pool.submit(self._write, sink, _values(chunk), path, chunk)))
-                if len(in_flight) > self._workers:
+                if len(in_flight) > 2 * self._workers:
                     done, future = in_flight.popleft()
                     yield done, future.result()
             while in_flight:
@@ -510,8 +515,14 @@ class Replayer:
         )
 
 
+_value_of = itemgetter(1)
+"""A row's value (``Row.value``), mapped in C."""
+_timestamp_of = itemgetter(2)
+"""A value's timestamp (``TagValue.timestamp``), mapped in C."""
+
+
 def _values(chunk: Chunk) -> list[TagValue]:
-    return [row.value for row in chunk.rows]
+    return list(map(_value_of, chunk.rows))
 
 
 def _damaged_row(path: Path, item: Damaged) -> tuple[str, ...]:
