@@ -127,6 +127,8 @@ class ApiServer:
         self._wake_w: socket.socket | None = None
         self._stop = threading.Event()
         self._connections: dict[int, _Connection] = {}
+        self._readable: set[_Connection] = set()
+        """Connections with unparsed input left after an answer (pipelining)."""
         self._accept_paused_until = 0.0
         self._accept_log = RateLimiter(60.0)
         self.max_connections = self._limits.max_connections
@@ -285,6 +287,10 @@ class ApiServer:
                 if events & selectors.EVENT_READ and conn.sock.fileno() != -1:
                     self._receive(conn)
         self._finish_done()
+        while self._readable:
+            conn = self._readable.pop()
+            if conn.sock.fileno() != -1:
+                self._process_input(conn)
         self._expire(time.monotonic())
 
     def _next_deadline(self, now: float) -> float | None:
@@ -467,7 +473,9 @@ class ApiServer:
             conn.since = time.monotonic()
             conn.deadline = conn.since + self._limits.idle_timeout_s
         else:
-            self._process_input(conn)  # pipelined bytes, or a body after 100 Continue
+            # Pipelined bytes, or a body after 100 Continue: parsed at the end of this turn, in a
+            # loop (never by recursion, which a client sending thousands of requests would exhaust).
+            self._readable.add(conn)
 
     def _finish_done(self) -> None:
         while self._done:
