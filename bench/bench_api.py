@@ -11,7 +11,8 @@ pace, and reports the latency percentiles of each and the ratio of each p99 to t
 To show where the time goes, the child also times each request inside the application (the work:
 snapshot, serialization) so the table splits the client's latency into work and everything else
 (connection, threads, waiting for the interpreter lock). ``--switch-interval`` sets the child's
-``sys.setswitchinterval`` and ``--tags 0`` runs without load, to compare.
+``sys.setswitchinterval`` (``0.005`` is Python's default; by default the child sets it as
+``collector run`` does) and ``--tags 0`` runs without load, to compare.
 
     python3 bench/bench_api.py [--requests 1000] [--rate 25] [--tags 3491] [--switch-interval S]
 """
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
+from collector.limits import SWITCH_INTERVAL_S  # noqa: E402
 
 ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/api/v1/status")
 REFERENCE = "reference /metrics"
@@ -96,10 +98,13 @@ def serve(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from collector.config import load_config
+    from collector.limits import tune_interpreter
     from collector.service import CollectorService
 
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
+    else:
+        tune_interpreter()  # as `collector run` does
     environ = {
         "COLLECTOR_SINK__TYPE": "sqlite",
         "COLLECTOR_SINK__PATH": f"{args.dir}/tags.db",
@@ -171,7 +176,8 @@ def measure(args: argparse.Namespace) -> int:
     app_times: dict[str, list[float]] = summary["app_times"]
     print(f"machine: {machine()}")
     load = f"{args.tags} tags/s simulated" if args.tags else "no load"
-    switch = f", switch interval {args.switch_interval * 1000:g} ms" if args.switch_interval else ""
+    interval = args.switch_interval or SWITCH_INTERVAL_S
+    switch = f", switch interval {interval * 1000:g} ms"
     print(f"pipeline: {load}{switch}; {summary['written']} values written over {elapsed_s:.0f} s")
     print(f"requests: {args.requests} per endpoint, {args.rate:g}/s in turns, a new connection each")
     print()
@@ -199,7 +205,10 @@ def main() -> int:
     parser.add_argument("--tags", type=int, default=3491, help="simulated tags polled every second (0: idle)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds to run before measuring")
     parser.add_argument(
-        "--switch-interval", type=float, default=0.0, help="sys.setswitchinterval in the child"
+        "--switch-interval",
+        type=float,
+        default=0.0,
+        help="sys.setswitchinterval in the child (default: as `collector run` sets it)",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)

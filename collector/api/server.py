@@ -12,9 +12,11 @@ ones the backup files need. So:
 - connections are capped (``max_connections``, lowered to fit the open-file limit). At the cap a
   new connection is accepted all the same and the connection that has waited longest without a
   request being served is closed: hundreds of idle or slow clients cannot lock out a probe;
-- requests are computed by ``workers`` threads; the probes (``/healthz``, ``/readyz``) are answered
-  on the event-loop thread itself, which saves the hand-over between threads, the larger part of
-  a probe's latency on a busy interpreter (see docs/benchmarks.md);
+- the reads that take a millisecond or two (the probes, ``/metrics``, the status, the page) are
+  answered on the event-loop thread itself, which saves the hand-over between threads, the larger
+  part of their latency on a busy interpreter (see docs/benchmarks.md); anything else (a request
+  with a body, such as an ingest POST) is computed by ``workers`` threads, so it never holds up
+  the loop;
 - a listen backlog of ``backlog``; a full file table when accepting pauses accepting briefly
   instead of spinning.
 
@@ -55,8 +57,11 @@ from collector.logs import RateLimiter, log_event
 
 log = logging.getLogger("collector.api")
 
-INLINE_PATHS = frozenset({"/healthz", "/readyz"})
-"""Answered on the event-loop thread: cheap, and the ones that must answer fastest."""
+INLINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/status", "/", "/runbook"})
+"""Answered on the event-loop thread: reads of memory that take at most a millisecond or two. Each
+hand-over between threads costs a wait for the interpreter lock, which dominates these requests'
+latency on a busy process (docs/benchmarks.md); everything else (request bodies, unknown paths)
+goes to the workers."""
 FD_RESERVE = 32
 """File descriptors kept for the pipeline (database, backup and rejected files, log segments)
 when the connection cap is fitted to the open-file limit."""
