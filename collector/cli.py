@@ -234,7 +234,7 @@ def _schema(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -
 
 def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
     # Imported here so that check-config and schema start fast and need no database driver.
-    from collector.limits import raise_open_file_limit, tune_interpreter
+    from collector.limits import raise_open_file_limit
     from collector.service import CollectorService, StartupError
 
     config = loaded.config
@@ -251,7 +251,6 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> in
         return EXIT_CONFIG
     # Before anything opens a file: backups must never be refused for want of a descriptor.
     raise_open_file_limit()
-    tune_interpreter()
     try:
         service = CollectorService(config)
     except (SinkError, OSError) as exc:

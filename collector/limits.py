@@ -1,5 +1,4 @@
-"""Process-wide settings for a long-running service: the open-file limit (raised to its hard limit
-at start, and read to size the API) and the interpreter's thread switch interval.
+"""The process's open-file limit: raised to its hard limit at start, and read to size the API.
 
 Every database connection, backup file, log segment and API connection is a file descriptor. A
 soft limit left at a distribution's default (often 1 024, sometimes 64 in containers or under
@@ -14,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import sys
 
 from collector.logs import log_event
 
@@ -54,16 +52,3 @@ def raise_open_file_limit() -> tuple[int, int] | None:
         log_event(log, logging.INFO, "open_file_limit_raised", before=soft, after=target)
         return soft, target
     return soft, soft
-
-
-SWITCH_INTERVAL_S = 0.001
-"""How long a thread may hold the interpreter lock while another waits for it (Python's default is
-5 ms). The writers, the spill guard and the HTTP server share one interpreter; a probe or a scrape
-that arrives while a writer converts a batch waits up to one interval per hand-over. 1 ms cut the
-p99 of /metrics under the specification's load from 29 to 12 ms and cost no throughput
-(docs/benchmarks.md)."""
-
-
-def tune_interpreter() -> None:
-    """Set the interpreter's thread switch interval for a service that answers while it works."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
