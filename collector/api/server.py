@@ -66,6 +66,7 @@ FD_RESERVE = 32
 """File descriptors kept for the pipeline (database, backup and rejected files, log segments)
 when the connection cap is fitted to the open-file limit."""
 ACCEPT_PAUSE_S = 0.1
+STOP_GRACE_S = 10.0
 READ_CHUNK = 64 * 1024
 
 
@@ -240,8 +241,11 @@ class ApiServer:
             self._thread.join()
         for _ in self._workers:
             self._jobs.put(None)
+        deadline = time.monotonic() + STOP_GRACE_S
         for worker in self._workers:
-            worker.join()
+            # A worker inside a slow request (an ingest waiting on a full buffer) gets a grace
+            # period; its answer has nowhere to go now, and it is a daemon thread.
+            worker.join(max(0.0, deadline - time.monotonic()))
         self._listener = None
 
     # ------------------------------------------------------------------ the event loop
