@@ -151,6 +151,10 @@ class ApiServer:
         return listener.getsockname()[1] if listener is not None else None
 
     @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    @property
     def url(self) -> str | None:
         port = self.port
         if port is None:
