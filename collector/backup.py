@@ -94,6 +94,7 @@ class CsvSpool:
         self._last_write = 0.0
         self._files_created = 0
         self._rows = 0
+        self._file_rows = 0
         self._bytes = 0
         self._failures = 0
 
@@ -117,7 +118,7 @@ class CsvSpool:
                     path = self._append_locked(index, payload)
                 except OSError as exc:
                     self._failures += 1
-                    self._close_locked()
+                    self._close_locked("write failed")
                     if index == 0:
                         self._primary_failed_at = self._clock()
                     reason = exc.strerror or str(exc)
@@ -135,6 +136,7 @@ class CsvSpool:
                     )
                     continue
                 self._rows += len(rows)
+                self._file_rows += len(rows)
                 self._bytes += len(payload)
                 if index == 0:
                     self._primary_failed_at = None
@@ -150,7 +152,7 @@ class CsvSpool:
 
     def _append_locked(self, index: int, payload: bytes) -> Path:
         if self._file is None or self._dir_index != index or self._file_full():
-            self._close_locked()
+            self._close_locked("size limit" if self._file_full() else "directory changed")
             self._open_locked(index)
         assert self._file is not None and self._path is not None
         _write_durably(self._file, payload)
@@ -186,6 +188,7 @@ class CsvSpool:
             path.unlink(missing_ok=True)
             raise
         self._file, self._path, self._dir_index = handle, path, index
+        self._file_rows = 0
         self._files_created += 1
         log_event(
             log,
@@ -196,28 +199,41 @@ class CsvSpool:
             fallback=index > 0,
         )
 
-    def _close_locked(self) -> None:
+    def _close_locked(self, reason: str) -> None:
         handle, self._file = self._file, None
         if handle is not None:
             with contextlib.suppress(OSError):
                 handle.close()  # closing also releases the flock
+            if self._file_rows:
+                # The operator's cue: this file is complete and no longer locked.
+                ready = "ready to replay" if self._kind is SpoolKind.BACKUP else "ready to inspect"
+                log_event(
+                    log,
+                    logging.WARNING if self._kind is SpoolKind.BACKUP else logging.INFO,
+                    f"{self._kind.value}_file_closed",
+                    f"{self._kind.value} file closed, {ready}",
+                    path=str(self._path),
+                    rows=self._file_rows,
+                    reason=reason,
+                )
             self._path = None
+            self._file_rows = 0
 
     def close_if_idle(self) -> bool:
         """Close the open file if nothing was written for ``idle_close_s``; True if it closed."""
         with self._lock:
             if self._file is None or self._clock() - self._last_write < self._idle_close_s:
                 return False
-            self._close_locked()
+            self._close_locked(f"nothing written for {self._idle_close_s:g} s")
             return True
 
-    def rotate(self) -> None:
+    def rotate(self, reason: str = "rotated") -> None:
         """Close the current file; the next append starts a new one."""
         with self._lock:
-            self._close_locked()
+            self._close_locked(reason)
 
     def close(self) -> None:
-        self.rotate()
+        self.rotate("closing")
 
     def stats(self) -> SpoolStats:
         with self._lock:

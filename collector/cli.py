@@ -127,6 +127,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     wal.add_argument("--verify", action="store_true", help="exit 1 if any record or segment is damaged")
     wal.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the built-in plant simulator and publish its polls to an MQTT broker (docs/intake.md)",
+        description=(
+            "Publish every simulated poll as one JSON message on PREFIX/<group> with QoS 1, until"
+            " SIGTERM/SIGINT, --duration or --cycles. Exit codes: 0 every message acknowledged by the"
+            " broker; 1 some were not; 2 bad arguments or configuration."
+        ),
+    )
+    with_config(simulate)
+    from collector.sources.simulate_command import add_arguments
+
+    add_arguments(simulate)
     return parser
 
 
@@ -148,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _replay,
         "backups": _backups,
         "wal": _wal,
+        "simulate": _simulate,
     }[args.command]
     redact = redactor_for(loaded.config)
     try:
@@ -284,6 +299,13 @@ def _backups(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -
         return show_command(args.show)
     _print_warnings(loaded, redact)
     return backups_command(loaded.config, args.paths, as_json=args.json)
+
+
+def _simulate(loaded: LoadedConfig, args: argparse.Namespace, redact: Redactor) -> int:
+    from collector.sources.simulate_command import simulate_command
+
+    configure_logging(loaded.config.logging.level, loaded.config.logging.format, redactor=redact)
+    return simulate_command(loaded.config, args)
 
 
 def _wal(loaded: LoadedConfig, args: argparse.Namespace, _redact: Redactor) -> int:

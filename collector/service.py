@@ -28,6 +28,7 @@ from collector.api.ingest import IngestEndpoint
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
+from collector.circuit_timing import opening_times
 from collector.config import Config, MqttSourceConfig, SqliteSinkConfig
 from collector.file_safety import FileModes, private_file
 from collector.inventory import ContentsCache, Inventory, scan
@@ -298,6 +299,8 @@ class CollectorService:
             batch_size=self.buffer.batch_size,
             workers=self.workers,
             api=self.api.url if self.api is not None else None,
+            # How long an outage lasts before batches go straight to backup, per way of failing.
+            circuit_opens_after_s="; ".join(t.describe() for t in opening_times(self.config)),
         )
 
     def _open_wal(self) -> RecoveryReport | None:

@@ -162,14 +162,15 @@ def test_init_script_creates_the_collectors_table_in_the_app_schema(
         # The image runs an executable script; a non-executable one would be sourced into its shell.
         assert os.access(script, os.X_OK), f"{script.name} must be executable"
     text = "\n".join(script.read_text(encoding="utf-8") for script in scripts)
-    assert f'PDB="{example_env["ORACLE_SERVICE_NAME"]}"' in text
-    assert "ALTER SESSION SET CONTAINER = ${PDB}" in text
+    assert f'pdb="${{ORACLE_PDB:-{example_env["ORACLE_SERVICE_NAME"]}}}"' in text
+    assert "ALTER SESSION SET CONTAINER = ${pdb}" in text
     assert "ALTER SESSION SET CURRENT_SCHEMA = ${APP_USER}" in text
-    # The DDL it runs is exactly what `collector schema --dialect oracle` prints.
+    # The DDL it runs is exactly what `collector schema --dialect oracle` prints, found beside it.
     assert (INIT_DIR / "tag_data.ddl").read_text(encoding="utf-8") == schema_ddl("oracle")
-    assert "@${HERE}/tag_data.ddl" in text
-    # The health check waits for the marker the script leaves once the table exists.
-    marker = re.search(r'MARKER="([^"]+)"', text)
+    assert 'ddl="${here}/tag_data.ddl"' in text and "@${ddl}" in text
+    # The health check waits for the marker the script leaves once the table exists (the script
+    # itself is run in tests/test_oracle_init_script.py).
+    marker = re.search(r'marker="\$\{TAG_DATA_MARKER:-([^}]+)\}"', text)
     assert marker is not None
     assert marker.group(1) in " ".join(compose["services"]["oracle"]["healthcheck"]["test"])
     # Only the scripts run: SQL files there would run as SYS in the root container.

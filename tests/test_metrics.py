@@ -162,3 +162,38 @@ def test_the_service_exports_what_the_database_and_the_files_hold(tmp_path: Path
         )
         == 1
     )
+
+
+def test_the_cached_exposition_is_the_librarys_byte_for_byte(tmp_path: Path) -> None:
+    """The encoder behind /metrics formats names and labels once; its output, in both formats and
+    with exemplars, must be exactly what prometheus-client itself would write."""
+    from prometheus_client import generate_latest as text
+    from prometheus_client.core import GaugeMetricFamily
+
+    from collector.telemetry.exposition import CachedEncoder
+
+    registry = CollectorRegistry()
+    listener = TelemetryListener(registry)
+    provider, _ = memory_tracer()
+    with provider.get_tracer("t").start_as_current_span("attempt"):
+        listener.batch_attempted(BatchAttempt(values(20), 1, 0.012, WriteResult(written=20), None))
+    listener.batch_attempted(BatchAttempt(values(5), 1, 3.0, None, TransientSinkError("x")))
+
+    class Odd:
+        """Names and values the cache must not mangle: escapes, a timestamp (left to the library)."""
+
+        def collect(self):  # type: ignore[no-untyped-def]
+            family = GaugeMetricFamily("odd_gauge", 'doc with "quotes" and \\ and\nnewline', labels=["path"])
+            family.add_metric(['C:\\dir "x"\nnext'], float("nan"))
+            family.add_metric(["plain"], 1e21)
+            yield family
+            stamped = GaugeMetricFamily("stamped", "with a timestamp")
+            stamped.add_metric([], 1.5, timestamp=1_795_000_000.5)
+            yield stamped
+
+    registry.register(Odd())  # type: ignore[arg-type]
+    encoder = CachedEncoder()
+    for _ in range(2):  # the second time from the cache
+        assert encoder.text(registry) == text(registry)
+        assert encoder.openmetrics(registry) == openmetrics(registry)
+    assert b"trace_id" in encoder.openmetrics(registry)

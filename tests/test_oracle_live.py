@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import oracledb
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collector.model import Quality, TagValue
-from collector.sinks.base import PermanentSinkError
+from collector.sinks.base import PermanentSinkError, TransientSinkError
+from collector.sinks.login_guard import LoginBackoff, LoginGuard
 from collector.sinks.oracle import OracleSink
+from collector.sinks.oracle_errors import MAX_BATCH_ERRORS
 from collector.sinks.oracle_schema import ddl_statements
 
 DSN = os.environ.get("ORACLE_DSN", "")
@@ -39,8 +46,6 @@ T0 = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
 @pytest.fixture
 def connection() -> Iterator[Any]:
-    import oracledb
-
     conn = oracledb.connect(user=USER, password=PASSWORD, dsn=DSN, tcp_connect_timeout=5)
     conn.call_timeout = 30_000
     yield conn
@@ -211,3 +216,165 @@ def test_missing_table_and_bad_password_are_permanent(make_sink: Callable[..., O
     with pytest.raises(PermanentSinkError) as info2:
         make_sink("TAG_DATA", password=PASSWORD + "-wrong").ping()
     assert info2.value.code == "ORA-01017"
+
+
+# ---------------------------------------------------------------------- lengths in bytes
+
+
+def test_the_check_reads_byte_semantics_and_refuses_what_the_database_would(
+    connection: Any, scratch: Callable[..., str], make_sink: Callable[..., OracleSink]
+) -> None:
+    table = scratch(lambda sql: sql.replace("VARCHAR2(100 CHAR)", "VARCHAR2(100 BYTE)"))
+    sink = make_sink(table)
+    sink.ping()
+    assert sink.layout is not None
+    assert any("holds 100 bytes" in warning for warning in sink.layout.warnings)
+    name = "é" * 60  # 60 characters, 120 bytes
+    result = sink.write([TagValue(name, 1.0, T0), TagValue("PLAIN", 2.0, T0)])
+    assert [(e.index, e.code) for e in result.rejected] == [(0, "ORA-12899")]
+    assert result.written == 1
+    # The database refuses the same value for the same reason: the rule is Oracle's, not ours.
+    with connection.cursor() as cursor, pytest.raises(oracledb.DatabaseError) as info:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("TAG_NAME", "TIMESTAMP", "QUALITY") VALUES (:1, SYSTIMESTAMP, \'GOOD\')',
+            [name],
+        )
+    assert info.value.args[0].full_code == "ORA-12899"
+
+
+def test_text_over_4000_bytes_is_refused_before_the_database_would(
+    connection: Any, scratch: Callable[..., str], make_sink: Callable[..., OracleSink]
+) -> None:
+    table = scratch()
+    sink = make_sink(table)
+    text = "é" * 2500  # fits VARCHAR2(4000 CHAR) by count, not in 4 000 bytes (MAX_STRING_SIZE=STANDARD)
+    result = sink.write([TagValue("LONG", text, T0), TagValue("FITS", "é" * 2000, T0)])
+    assert [(e.index, e.code) for e in result.rejected] == [(0, "ORA-12899")]
+    assert sorted(fetch(connection, table)) == ["FITS"]
+    with connection.cursor() as cursor, pytest.raises(oracledb.DatabaseError) as info:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("TAG_NAME", "TAG_VALUE_TEXT", "TIMESTAMP", "QUALITY") '
+            "VALUES ('LONG', :1, SYSTIMESTAMP, 'GOOD')",
+            [text],
+        )
+    assert info.value.args[0].full_code in {"ORA-12899", "ORA-01461"}
+    connection.rollback()
+
+
+# ---------------------------------------------------------------------- the batch-error cap
+
+
+def test_the_driver_caps_batch_errors_and_the_sink_stays_under_the_cap(
+    connection: Any, scratch: Callable[..., str], make_sink: Callable[..., OracleSink]
+) -> None:
+    table = scratch()
+    sink = make_sink(table, call_timeout_s=120)
+    batch = [
+        TagValue(f"CAP.{i % 1000:04d}", float(i), T0 + timedelta(seconds=i // 1000))
+        for i in range(MAX_BATCH_ERRORS + 1)
+    ]
+    assert sink.write(batch).written == len(batch)
+    # Written again, every row is a batch error: one more than a single executemany can report.
+    result = sink.write(batch)
+    assert (result.written, result.duplicates) == (0, len(batch))
+    rows = [(v.tag_name, v.value, None, v.timestamp.replace(tzinfo=None), "GOOD") for v in batch]
+    with connection.cursor() as cursor, pytest.raises(oracledb.Error) as info:
+        cursor.setinputsizes(100, oracledb.DB_TYPE_NUMBER, 4000, oracledb.DB_TYPE_TIMESTAMP, 20)
+        cursor.executemany(
+            f'INSERT INTO "{table}" ("TAG_NAME", "TAG_VALUE", "TAG_VALUE_TEXT", "TIMESTAMP", "QUALITY") '
+            "VALUES (:1, :2, :3, :4, :5)",
+            rows,
+            batcherrors=True,
+        )
+    assert info.value.args[0].full_code == "DPY-4029"
+    connection.rollback()
+
+
+# ---------------------------------------------------------------------- refused credentials
+
+
+class CountingDriver:
+    """python-oracledb, counting the logins the sink asks for (pools count their first one)."""
+
+    def __init__(self) -> None:
+        self.oracledb = oracledb
+        self.logins = 0
+
+    def connect(self, **kwargs: Any) -> Any:
+        self.logins += 1
+        return self.oracledb.connect(**kwargs)
+
+    def create_pool(self, **kwargs: Any) -> Any:
+        self.logins += 1
+        return self.oracledb.create_pool(**kwargs)
+
+
+def test_a_wrong_password_costs_one_login_per_backoff_step(scratch: Callable[..., str]) -> None:
+    """One refused login on the live account (a later good login resets its count)."""
+    now = [0.0]
+    driver = CountingDriver()
+    sink = OracleSink(dsn=DSN, user=USER, password=PASSWORD + "-wrong", table=scratch(), driver=driver)
+    guard = LoginGuard(
+        sink, secret=lambda: PASSWORD + "-wrong", backoff=LoginBackoff(60, 600, 3), clock=lambda: now[0]
+    )
+    try:
+        for _ in range(12):  # a probe every 5 s for a minute
+            with pytest.raises(PermanentSinkError) as info:
+                guard.ping()
+            assert info.value.credentials and info.value.code == "ORA-01017"
+            now[0] += 5
+    finally:
+        guard.close()
+    assert driver.logins == 1
+    assert "credentials refused" in str(info.value)
+
+
+# ---------------------------------------------------------------------- row locks
+
+
+def test_a_writer_waits_on_another_sessions_uncommitted_key(
+    connection: Any, scratch: Callable[..., str], make_sink: Callable[..., OracleSink]
+) -> None:
+    table = scratch()
+    holder = make_sink(table)
+    holder.write([TagValue("WARMUP", 0.0, T0)])  # the layout is read before the lock is taken
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("TAG_NAME", "TAG_VALUE", "TIMESTAMP", "QUALITY") '
+            "VALUES ('LOCKED', 1, :1, 'GOOD')",
+            [T0.replace(tzinfo=None)],
+        )
+    # Uncommitted: a sink with a short call timeout waits, then gives up (transient, retried later).
+    impatient = make_sink(table, call_timeout_s=2)
+    with pytest.raises(TransientSinkError):
+        impatient.write([TagValue("LOCKED", 2.0, T0)])
+    # A patient one waits until the other session commits, and finds the row a duplicate.
+    patient = make_sink(table, call_timeout_s=30)
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(patient.write([TagValue("LOCKED", 3.0, T0)])))
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive()  # still waiting on the row lock
+    connection.commit()
+    thread.join(30)
+    (result,) = outcome
+    assert (result.written, result.duplicates) == (0, 1)
+    assert fetch(connection, table)["LOCKED"][0] == "1"
+
+
+# ---------------------------------------------------------------------- the span's names
+
+
+def test_the_span_names_the_database_by_its_unique_name(scratch: Callable[..., str]) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = OracleSink(dsn=DSN, user=USER, password=PASSWORD, table=scratch(), tracer=provider.get_tracer("t"))
+    try:
+        sink.write([TagValue("A", 1.0, T0), TagValue("B", 2.0, T0)])
+    finally:
+        sink.close()
+    (span,) = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["db.namespace"]  # DB_UNIQUE_NAME, read with the schema check
+    assert attrs["db.operation.batch.size"] == 2

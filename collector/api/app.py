@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import make_wsgi_app
-
 from collector.api.ingest import IngestEndpoint
 from collector.api.openapi import openapi_document
 from collector.api.page import admin_page
@@ -23,6 +21,7 @@ from collector.api.status import ServiceInfo, build_status
 from collector.inventory import Inventory
 from collector.stats import Snapshot
 from collector.telemetry import Telemetry, trouble_counters
+from collector.telemetry.exposition import make_metrics_app
 
 log = logging.getLogger("collector.api")
 
@@ -66,7 +65,7 @@ class ApiApp:
         self._observed = observed
         self._ingest = ingest
         self._telemetry = telemetry
-        self._metrics: WSGIApplication = make_wsgi_app(telemetry.registry)
+        self._metrics: WSGIApplication = make_metrics_app(telemetry.registry)
         self._openapi = json.dumps(openapi_document(), indent=1).encode()
         page = admin_page()
         self._page: Response = (

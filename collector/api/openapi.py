@@ -98,6 +98,11 @@ _WRITER = _object(
         "sink_up": {"type": "boolean"},
         "last_success_at": _TIME,
         "last_error": {"type": "string", "nullable": True},
+        "last_error_at": {**_TIME, "description": "When last_error happened (kept after recovery)."},
+        "failing_since": {
+            **_TIME,
+            "description": "First failed attempt since the last commit; null while writes succeed.",
+        },
         "rolling": _ROLLING,
     },
     "The batch writer (FR-022, US4-2).",
@@ -190,7 +195,11 @@ _BACKUPS = _object(
 _CIRCUIT = _object(
     {
         "state": {"type": "string", "enum": ["closed", "open"]},
-        "reason": {"type": "string", "nullable": True},
+        "reason": {
+            "type": "string",
+            "nullable": True,
+            "description": "Why the circuit is open, or why it may open (writes failing, retries running).",
+        },
         "permanent": {"type": "boolean"},
         "opened_at": _TIME,
         "trips": _INT,

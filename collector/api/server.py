@@ -297,7 +297,11 @@ class ApiServer:
 
     def _accept(self) -> None:
         assert self._listener is not None and self._selector is not None
-        for _ in range(64):  # accept what is waiting, a bounded number per turn
+        # Into free places, everything waiting (a bounded number per turn). At the cap, one per
+        # turn: each evicts the longest-waiting connection, and a newcomer's request must be read
+        # (in this same turn) before later newcomers can make it the longest-waiting one.
+        free = self.max_connections - len(self._connections)
+        for _ in range(max(1, min(free, 64))):
             try:
                 sock, address = self._listener.accept()
             except BlockingIOError:
@@ -330,6 +334,7 @@ class ApiServer:
             conn = _Connection(sock, address, now, now + self._limits.request_timeout_s)
             self._connections[sock.fileno()] = conn
             self._watch(conn, selectors.EVENT_READ)
+            self._receive(conn)  # a client's request usually arrives with its connection
 
     def _evict_one(self) -> bool:
         """Close the connection that has waited longest without being served; False if every

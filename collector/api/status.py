@@ -355,6 +355,8 @@ def build_status(
             "sink_up": sink_ok and circuit.state is CircuitState.CLOSED,
             "last_success_at": _iso(w.last_success_at),
             "last_error": w.last_error or None,
+            "last_error_at": _iso(w.last_error_at),
+            "failing_since": _iso(w.failing_since),
             "rolling": {
                 "window_s": window.window_s,
                 "successful_writes": window.successful_writes,
@@ -408,7 +410,9 @@ def build_status(
         "wal": wal_status(snapshot.wal),
         "circuit": {
             "state": circuit.state.value,
-            "reason": circuit.reason or None,
+            # While writes fail and the retries run, the circuit is still closed, but the reason
+            # it may open is already known: say it.
+            "reason": circuit.reason or (w.last_error if w.failing_since is not None else "") or None,
             "permanent": circuit.permanent,
             "opened_at": _iso(circuit.opened_at),
             "trips": circuit.trips,

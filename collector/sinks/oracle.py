@@ -213,10 +213,10 @@ class OracleSink:
                 raise TransientSinkError("the Oracle sink is closed", code="DPY-1002")
             if self._pool is None:
                 password = self._password()
-                if self._login_refused:
-                    # The last login was refused: spend exactly one login to see whether the
-                    # credentials work now, rather than a pool that may try several at once.
-                    self._check_login(password)
+                # One login first, standalone: a pool opening its connections with credentials
+                # the database refuses could spend several logins at once, each counting towards
+                # the account's lock. Only credentials that work get a pool.
+                self._check_login(password)
                 try:
                     self._pool = self._driver.create_pool(
                         user=self._user,

@@ -26,6 +26,7 @@ machine's words (:func:`json_schema` builds it; a test keeps the file equal to i
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,8 +37,10 @@ from collector.model import (
     MAX_TAG_NAME_LENGTH,
     MAX_TEXT_BYTES,
     InvalidValue,
+    PollingData,
     Quality,
     TagValue,
+    to_utc,
     validation_error,
 )
 
@@ -304,6 +307,24 @@ def as_invalid(problem: Problem, *, where: str, excerpt: str) -> list[InvalidVal
     if problem.readings:
         return [item._replace(reason=reason) for item in problem.readings]
     return [InvalidValue("", excerpt, None, "", reason)]
+
+
+def encode_poll(poll: PollingData) -> bytes:
+    """One poll as the contract's JSON (what a publisher sends): values GOOD, read errors BAD."""
+    document = {
+        "group": poll.group_name,
+        "timestamp": to_utc(poll.timestamp).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "values": [{"tag": tag, "value": _json_scalar(value)} for tag, value in poll.values.items()],
+        "errors": [{"tag": tag, "error": error} for tag, error in poll.errors.items()],
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _json_scalar(value: object) -> object:
+    # JSON has no NaN or infinity; their text is what the tables would store for them anyway.
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
 
 
 def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:

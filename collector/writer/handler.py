@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from opentelemetry import trace
 
@@ -142,9 +143,20 @@ class BatchHandler:
             healthy, reason, permanent = False, exc.describe(), not exc.transient
         except Exception as exc:
             healthy, reason = False, f"{type(exc).__name__}: {exc}"
+        opened_at = self._circuit.status().opened_at
         closed = self._circuit.probe_done(healthy, reason, permanent=permanent)
         if closed:
-            log_event(log, logging.WARNING, "circuit_closed", "database is back; writing resumes")
+            log_event(
+                log,
+                logging.WARNING,
+                "circuit_closed",
+                "database is back; writing resumes",
+                opened_at=(
+                    datetime.fromtimestamp(opened_at, UTC).isoformat(timespec="milliseconds")
+                    if opened_at is not None
+                    else None
+                ),
+            )
             self._spooler.rotate_backup()  # the outage's backup file is complete and can be replayed
             self._listener.circuit_changed(self._circuit.status())
         elif not healthy and self._probe_log.ready():
@@ -210,7 +222,20 @@ class BatchHandler:
         return self._failed(batch, attempt, batch_id, done.error, trace_parent or span.get_span_context())
 
     def _settle(self, batch: list[TagValue], result: WriteResult, batch_id: int) -> None:
-        self._ledger.committed(result)
+        resumed = self._ledger.committed(result)
+        if resumed is not None:
+            # The end of the outage, said once, whether or not the circuit opened meanwhile.
+            since = datetime.fromtimestamp(resumed.failing_since, UTC).isoformat(timespec="milliseconds")
+            log_event(
+                log,
+                logging.WARNING,
+                "writes_resumed",
+                f"writing to the database again after {resumed.down_s:.1f} s of failures",
+                down_s=round(resumed.down_s, 3),
+                failed_attempts=resumed.failed_attempts,
+                failing_since=since,
+                **origin(batch_id),
+            )
         refused = [(batch[e.index], e.code, e.message) for e in result.rejected]
         self._spooler.save_refused(refused, batch_id=batch_id)
         if result.duplicates:

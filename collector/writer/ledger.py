@@ -50,6 +50,19 @@ class WriterStats:
     last_error: str
     last_success_at: float | None
     circuit: CircuitStatus
+    last_error_at: float | None = None
+    """Wall-clock time of ``last_error`` (kept after recovery, as a record)."""
+    failing_since: float | None = None
+    """Wall-clock time of the first failed attempt since the last commit; None while writes succeed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Writes succeed again after failing: since when, and how many attempts failed meanwhile."""
+
+    failing_since: float
+    down_s: float
+    failed_attempts: int
 
 
 class Ledger:
@@ -69,21 +82,33 @@ class Ledger:
         self._batches_backed_up = 0
         self._retries = 0
         self._last_error = ""
+        self._last_error_at: float | None = None
+        self._failing_since: float | None = None
+        self._failed_in_outage = 0
         self._last_success_at: float | None = None
 
-    def committed(self, result: WriteResult) -> None:
-        """The sink answered for a batch. Its refused rows are counted when they are saved."""
+    def committed(self, result: WriteResult) -> Resumed | None:
+        """The sink answered for a batch. Its refused rows are counted when they are saved.
+        Returns how long writes had been failing, when this commit ends a run of failures."""
         now = self._wall_clock()
         with self._lock:
             self._written += result.written
             self._duplicate += result.duplicates
             self._batches_written += 1
             self._last_success_at = now
+            since, self._failing_since = self._failing_since, None
+            failed, self._failed_in_outage = self._failed_in_outage, 0
+        return None if since is None else Resumed(since, max(0.0, now - since), failed)
 
     def attempt_failed(self, description: str) -> None:
+        now = self._wall_clock()
         with self._lock:
             self._attempts_failed += 1
             self._last_error = description
+            self._last_error_at = now
+            self._failed_in_outage += 1
+            if self._failing_since is None:
+                self._failing_since = now
 
     def retried(self) -> None:
         with self._lock:
@@ -140,4 +165,6 @@ class Ledger:
                 last_error=self._last_error,
                 last_success_at=self._last_success_at,
                 circuit=circuit(),
+                last_error_at=self._last_error_at,
+                failing_since=self._failing_since,
             )

@@ -113,4 +113,4 @@ class Spooler:
 
     def rotate_backup(self) -> None:
         """Close the current backup file (an outage is over: its file is complete and can be replayed)."""
-        self._backup.rotate()
+        self._backup.rotate("the database is back")
