@@ -72,6 +72,17 @@ CASES = {
 }
 
 
+MQTT_CASES = {
+    "bench_mqtt.py": (
+        ["--values", "3000"],
+        [
+            r"direct \(DataQueue\): +[\d,]+ values/s",
+            r"MQTT, QoS 1, ack after accept: +[\d,]+ values/s +ratio \d+\.\d\d",
+        ],
+    ),
+}
+
+
 POSTGRES_CASES = {
     "bench_pipeline.py": (
         ["--sink", "postgresql", "--values", "4000", "--workers", "2"],
@@ -92,6 +103,10 @@ POSTGRES_CASES = {
         ["--sink", "postgresql", "--values", "3000", "--workers", "2"],
         [r"plain COPY: +[\d,]+ values/s", r"replay, empty table, 2 writer\(s\): +[\d,]+ values/s"],
     ),
+    "bench_mqtt.py": (
+        ["--sink", "postgresql", "--values", "3000"],
+        [r"MQTT, QoS 1, ack after accept: +[\d,]+ values/s +ratio \d+\.\d\d"],
+    ),
     "bench_postgres_sink.py": (
         ["--values", "2000", "--repeat", "1"],
         [r"\| sink \| [\d,]+ \| [\d.]+ ms \| 1.00x \|"],
@@ -102,6 +117,11 @@ POSTGRES_CASES = {
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_benchmark_script_runs_and_reports(script: str, tmp_path: Path) -> None:
     run_script(script, *CASES[script], tmp_path)
+
+
+@pytest.mark.parametrize("script", sorted(MQTT_CASES))
+def test_mqtt_benchmark_script_runs_and_reports(script: str, tmp_path: Path, mqtt_broker: object) -> None:
+    run_script(script, *MQTT_CASES[script], tmp_path)
 
 
 @pytest.mark.postgres
