@@ -371,3 +371,26 @@ def test_a_broker_restart_mid_run_loses_nothing_published_with_qos1(
     }
     assert stored == expected
     assert report.snapshot.balanced()
+
+
+@pytest.mark.slow
+def test_a_broker_that_is_down_at_start_is_waited_for(tmp_path: Path, topic: str) -> None:
+    broker = PrivateBroker(tmp_path / "late-broker")  # not started yet: the plant boots in any order
+    client_id = unique("svc")
+    service = CollectorService(_service_config(tmp_path, topic, client_id, port=broker.port))
+    service.start()
+    assert service.mqtt is not None
+    counters = service.mqtt.counters
+    try:
+        wait_until(lambda: counters.stats().last_error == "broker unreachable", what="the first attempt")
+        assert not counters.stats().up and service.liveness() == []  # down is not dead
+        with broker:
+            wait_until(lambda: counters.stats().up, what="the connection once the broker is up")
+            pub = Publisher(HOST, broker.port)
+            try:
+                pub.publish(f"{topic}/line1", polls(3, tags=5))
+            finally:
+                pub.close()
+            wait_until(lambda: service.snapshot().writer.written == 15, what="the values")
+    finally:
+        service.stop()
