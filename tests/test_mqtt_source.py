@@ -144,13 +144,14 @@ class BlockingBuffer(TagBuffer):
         return super().put_many(batch)
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_message_is_acknowledged_only_after_its_accept_call_returned(
-    topic: str, sessions: list[str]
+    topic: str, sessions: list[str], protocol: str
 ) -> None:
     client_id = unique("src")
     sessions.append(client_id)
     blocked = BlockingBuffer()
-    first = Rig(topic, client_id, buffer=blocked).start()
+    first = Rig(topic, client_id, buffer=blocked, protocol=protocol).start()
     with Publisher() as pub:
         pub.publish(f"{topic}/line1", polls(1))
     assert blocked.entered.wait(10), "the message never reached the accept call"
@@ -161,9 +162,10 @@ def test_a_message_is_acknowledged_only_after_its_accept_call_returned(
     assert sock is not None
     sock.close()
     blocked.release.set()
-    first.source._thread.join(5)
+    wait_until(lambda: len(blocked) == 10, what="the accept call to return")
+    first.source.stop(timeout_s=1.0)  # ends its thread; the connection is already gone
 
-    second = Rig(topic, client_id).start()
+    second = Rig(topic, client_id, protocol=protocol).start()
     try:
         wait_until(lambda: second.counters.stats().values == 10)
     finally:
