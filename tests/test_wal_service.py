@@ -74,6 +74,14 @@ def test_a_restart_writes_the_unfinished_values_first_and_accounts_for_them(tmp_
     assert sorted(p.name for p in wal_dir.glob("*.wal")) == []  # graceful stop: the log is empty
     assert registry.get_sample_value("collector_wal_values_total", {"outcome": "recovered"}) == 200
     assert registry.get_sample_value("collector_wal_writable") == 1
+    # The identity as the dashboard reads it from /metrics.
+    sample = registry.get_sample_value
+    outcomes = ("written", "duplicate", "rejected", "backed_up", "overflow", "lost")
+    settled = sum(sample("collector_values_total", {"outcome": o}) or 0 for o in outcomes)
+    assert sample("collector_values_recovered_total") == 200
+    assert sample("collector_values_accepted_total") + 200 == settled + sample(
+        "collector_buffer_size"
+    ) + sample("collector_values_in_flight")
 
 
 def test_the_status_document_has_the_log_and_the_recovered_term(tmp_path: Path) -> None:

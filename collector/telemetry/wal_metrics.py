@@ -2,6 +2,7 @@
 
 Names (a contract with the dashboard, the alert rules and docs/metrics.md):
 
+- ``collector_values_recovered_total``: the identity's ``recovered`` term (0 with the log off);
 - ``collector_wal_enabled``: 1 when the log is on (durability ``interval`` or ``always``);
 - ``collector_wal_writable``: 0 while the log cannot write and the service runs memory-only;
 - ``collector_wal_full``: 1 while the size cap stops new values from being logged;
@@ -30,6 +31,12 @@ FSYNC_DURATION = "collector_wal_fsync_duration_seconds"
 
 
 def wal_metrics(stats: WalStats | None) -> Iterable[Metric]:
+    # Exported with the log off too (as 0): it is a term of the accounting identity.
+    yield CounterMetricFamily(
+        "collector_values_recovered",
+        "Values a previous run accepted and did not finish, given back by the write-ahead log at start.",
+        value=stats.recovered_values if stats is not None else 0,
+    )
     yield GaugeMetricFamily(
         "collector_wal_enabled", "1 when the write-ahead log is on.", value=0 if stats is None else 1
     )
