@@ -16,6 +16,7 @@ Names (a contract with the dashboard, the alert rules and docs/metrics.md):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from prometheus_client.metrics_core import (
@@ -111,7 +112,7 @@ def wal_status(stats: WalStats | None) -> dict[str, object]:
     return {
         "enabled": True,
         "durability": stats.durability,
-        "directory": stats.directory,
+        "directory": os.path.abspath(stats.directory),  # as the status names every other path
         "writable": stats.writable,
         "full": stats.full,
         "bytes": stats.bytes,
