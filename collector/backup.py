@@ -168,26 +168,24 @@ class CsvSpool:
         directory = self._dirs[index]
         make_dirs(directory, self._modes)
         created = datetime.fromtimestamp(self._wall_clock(), UTC)
-        for suffix in range(10_000):
-            path = directory / file_name(self._kind, created, suffix)
-            try:
-                # Unbuffered bytes: a write that fails part-way leaves nothing in a buffer that a
-                # later flush could put back after the file has been cut to its last whole row.
-                # Exclusive and never through a link: a name that exists is never written into.
-                handle = create_exclusive(path, self._modes)
-            except FileExistsError:
-                continue
-            break
-        else:
-            base = file_name(self._kind, created).removesuffix(".csv")
-            raise OSError(errno.EEXIST, f"too many {base} files in {directory}")
+        # The header is written and fsynced under a hidden name first, and the file takes its real
+        # name only then: a process killed in between leaves no empty file that looks like a
+        # backup file (a later start removes the hidden one).
+        staging = directory / f".{self._kind.value}-{os.getpid()}.new"
+        staging.unlink(missing_ok=True)
+        _clear_stale_staging(directory, self._kind)
+        # Unbuffered bytes: a write that fails part-way leaves nothing in a buffer that a later
+        # flush could put back after the file has been cut to its last whole row. Exclusive and
+        # never through a link: a name that exists is never written into.
+        handle = create_exclusive(staging, self._modes)
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_durably(handle, encode_rows([self._kind.header]))
+            path = self._publish(staging, directory, created)
         except OSError:
             with contextlib.suppress(OSError):
                 handle.close()
-            path.unlink(missing_ok=True)
+            staging.unlink(missing_ok=True)
             raise
         self._file, self._path, self._dir_index = handle, path, index
         self._file_rows = 0
@@ -200,6 +198,33 @@ class CsvSpool:
             path=str(path),
             fallback=index > 0,
         )
+
+    def _publish(self, staging: Path, directory: Path, created: datetime) -> Path:
+        """Give the staged file the first free name (a hard link never replaces a name that exists),
+        drop the staging name and make both durable."""
+        for suffix in range(10_000):
+            path = directory / file_name(self._kind, created, suffix)
+            try:
+                os.link(staging, path)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                # A file system without hard links (FAT, some network mounts): rename, after
+                # checking the name is free; only another writer in the same instant could race.
+                if path.exists():
+                    continue
+                os.rename(staging, path)
+            staging.unlink(missing_ok=True)
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return path
+        base = file_name(self._kind, created).removesuffix(".csv")
+        raise OSError(errno.EEXIST, f"too many {base} files in {directory}")
 
     def _close_locked(self, reason: str) -> None:
         handle, self._file = self._file, None
@@ -248,6 +273,26 @@ class CsvSpool:
                 directory=str(self._dirs[self._dir_index]),
                 using_fallback=self._dir_index > 0 and self._file is not None,
             )
+
+
+def _clear_stale_staging(directory: Path, kind: SpoolKind) -> None:
+    """Remove staging files of processes that died while creating a file (nobody holds their lock;
+    a live process holds its own until the file is published)."""
+    for stale in directory.glob(f".{kind.value}-*.new"):
+        try:
+            fd = os.open(stale, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # held: another process is creating its file right now
+        finally:
+            os.close(fd)
+
+
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
 def _write_durably(handle: BinaryIO, payload: bytes) -> None:

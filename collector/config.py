@@ -63,6 +63,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _PasswordSection(_Section):
+    """A section that takes a password inline or from a file (read again at every use, so a
+    rotated password file needs no restart)."""
+
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_password_file(value)
+        return value
+
+    def secret(self) -> str | None:
+        """The password from ``password`` or the first line of ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return read_password_file(self.password_file)
+        return None
+
+    def readable_secret(self) -> str | None:
+        """The password, or None where the file cannot be read now (for masking, never fatal)."""
+        try:
+            return self.secret()
+        except ValueError:
+            return None
+
+
 class SourceConfig(_Section):
     """Where values come from: the built-in simulator, or a DataQueue the host application gives.
     (:class:`MqttSourceConfig` is the third kind: values from an MQTT broker.)"""
@@ -99,7 +129,7 @@ class MqttTlsConfig(_Section):
         return value
 
 
-class MqttSourceConfig(_Section):
+class MqttSourceConfig(_PasswordSection):
     """Values arrive as JSON messages on an MQTT broker (see docs/intake.md).
 
     The session is persistent (clean start off, ``session_expiry_s``) and every message is
@@ -114,8 +144,6 @@ class MqttSourceConfig(_Section):
     protocol: Literal["5", "3.1.1"] = "5"
     tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig)
     username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
     client_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     """Must be stable across restarts (the broker keeps the session under it) and unique per
     collector. Default: ``collector-<host name>``."""
@@ -150,13 +178,6 @@ class MqttSourceConfig(_Section):
             raise ValueError(f"{value!r} must be non-empty and contain no '/', '+' or '#'")
         return value
 
-    @field_validator("password_file")
-    @classmethod
-    def _password_file_usable(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            read_password_file(value)
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> MqttSourceConfig:
         if (self.password is not None or self.password_file is not None) and not self.username:
@@ -170,18 +191,8 @@ class MqttSourceConfig(_Section):
     def effective_port(self) -> int:
         return self.port if self.port is not None else 8883 if self.tls.enabled else 1883
 
-    def secret(self) -> str | None:
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return read_password_file(self.password_file)
-        return None
-
     def secrets(self) -> list[str]:
-        try:
-            password = self.secret()
-        except ValueError:
-            password = None
+        password = self.readable_secret()
         return [password] if password else []
 
 
@@ -254,12 +265,10 @@ class SqliteSinkConfig(_SinkBase):
         return []
 
 
-class _NetworkSinkBase(_SinkBase):
+class _NetworkSinkBase(_SinkBase, _PasswordSection):
     dsn: str | None = None
     host: str | None = None
     user: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
     pool_size: Annotated[int, Field(ge=1, le=100)] = 5
     connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     call_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
@@ -273,13 +282,6 @@ class _NetworkSinkBase(_SinkBase):
     changes (or the service restarts): below Oracle's FAILED_LOGIN_ATTEMPTS (10 by default), so
     the collector never locks its own account. 0 keeps trying every ``login_retry_max_s``."""
 
-    @field_validator("password_file")
-    @classmethod
-    def _password_file_usable(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            read_password_file(value)
-        return value
-
     @model_validator(mode="after")
     def _login_retry_ordered(self) -> _NetworkSinkBase:
         if self.login_retry_max_s < self.login_retry_s:
@@ -289,21 +291,9 @@ class _NetworkSinkBase(_SinkBase):
             )
         return self
 
-    def secret(self) -> str | None:
-        """The password from ``password`` or the first line of ``password_file``."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return read_password_file(self.password_file)
-        return None
-
     def secrets(self) -> list[str]:
         """Every secret this sink's settings hold: the password and any inside the DSN."""
-        try:
-            password = self.secret()
-        except ValueError:
-            password = None
-        return [s for s in [password, *dsn_secrets(self.dsn)] if s]
+        return [s for s in [self.readable_secret(), *dsn_secrets(self.dsn)] if s]
 
 
 def read_password_file(path: Path) -> str:

@@ -25,6 +25,7 @@ from typing import Protocol
 from collector import __version__
 from collector.api import ApiApp, ApiServer, ServerLimits, ServiceInfo
 from collector.api.ingest import IngestEndpoint
+from collector.api.server_metrics import ServerCollector
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.circuit import CircuitState
@@ -221,6 +222,7 @@ class CollectorService:
                 limits=ServerLimits(max_connections=config.api.max_connections),
                 allowed_hosts=config.api.allowed_hosts,
             )
+            self.telemetry.registry.register(ServerCollector(self.api))
             self.components.append(self.api)
         self._monitor_stop = threading.Event()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)

@@ -120,7 +120,7 @@ def stays_false(condition: Callable[[], object], seconds: float) -> bool:
 class PrivateBroker:
     """A mosquitto of its own on a free port, with persistence in ``directory``; restartable."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, anonymous: bool = True, extra: Iterable[str] = ()) -> None:
         self.binary = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto"
             if Path("/usr/sbin/mosquitto").exists()
@@ -136,7 +136,8 @@ class PrivateBroker:
             "\n".join(
                 [
                     f"listener {self.port} {HOST}",
-                    "allow_anonymous true",
+                    *extra,  # options of this listener (TLS, a password file)
+                    f"allow_anonymous {'true' if anonymous else 'false'}",
                     "persistence true",
                     f"persistence_location {directory}/",
                     "autosave_interval 1",

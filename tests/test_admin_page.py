@@ -56,6 +56,16 @@ STABLE_FIELDS = (
     "values.backed_up",
     "values.lost",
     "values.balanced",
+    "values.recovered",
+    "wal.durability",
+    "wal.writable",
+    "wal.full",
+    "wal.segments",
+    "wal.recovered_values",
+    "wal.quarantined_values",
+    "wal.unlogged_values",
+    "wal.directory",
+    "source.type",
     "backups.files",
     "backups.rows",
     "backups.rows_from",
@@ -160,6 +170,12 @@ def test_the_admin_page_shows_the_api_numbers_and_an_outage_within_one_refresh(
         assert shown["buffer.capacity"]["text"] == "10,000"
         assert shown["circuit.state"]["text"] == "closed: writing"
         assert shown["writer.sink_up"]["text"] == "yes"
+        assert shown["wal.durability"]["text"] == "interval"
+        assert shown["wal.writable"]["text"] == "yes"
+        assert shown["wal.directory"]["text"] == str(Path(service.config.sink.path).parent / "wal")  # type: ignore[union-attr]
+        assert browser.run("return document.querySelector('[data-input=\"http\"]').textContent").startswith(
+            "listening, 0 values"
+        )
         assert browser.run("return document.getElementById('alert-list').textContent.trim()") == "none"
         # Its own script and style run under the page's policy; it fits a phone's width.
         assert browser.run("return getComputedStyle(document.body).marginTop") == "0px"

@@ -179,3 +179,15 @@ def test_a_head_too_large_is_refused(server: ApiServer) -> None:
     with sock:
         sock.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
+
+
+def test_thousands_of_pipelined_requests_are_answered_in_order(server: ApiServer) -> None:
+    sock = _connect(server)
+    with sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" * 2000)
+        received = b""
+        while received.count(b"GET /healthz 0") < 2000:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 OK") == 2000

@@ -57,6 +57,14 @@ CASES = {
         [r"ratio \d+\.\d\d .* counts match", r"at 3x over 1 runs: .* median \d+\.\d\d"],
     ),
     "bench_oracle_sink.py": (["--batches", "4", "--repeat", "1"], [r"rows/s"]),
+    "bench_wal.py": (
+        ["--values", "7000", "--seconds", "1", "--fsyncs", "5"],
+        [
+            r"log on \(interval\): +[\d,]+ values/s +ratio on/off \d+\.\d\d",
+            r"log interval +CPU +[\d.]+ us/value +[\d.]+ % of one core",
+            r"append \+ fdatasync per poll .*p99 [\d.]+ ms",
+        ],
+    ),
     "bench_wal_store.py": (
         ["--batches", "30", "--repeat", "1"],
         [r"\| segment files \| interval \| [\d.]+ \| [\d.]+ \| 1\.00x \|", r"\| SQLite \| always \|"],

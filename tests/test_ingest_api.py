@@ -152,6 +152,15 @@ def test_size_type_and_method_are_checked(service: CollectorService) -> None:
     status, headers, _ = post(service, b"", method="GET")
     assert (status, headers["allow"]) == (405, "POST")
     assert post(service, b"garbage")[0] == 400
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": "-5",
+        "HTTP_AUTHORIZATION": f"Bearer {TOKEN}",
+        "wsgi.input": io.BytesIO(b"{}"),
+    }
+    (status, _, body), _ = service._ingest_endpoint().handle(environ)
+    assert status.startswith("400") and b"is not a length" in body  # never read to the end of the stream
     # The service kept running through all of it.
     assert post(service, poll("2026-11-30T10:00:05Z", "AFTER"))[0] == 202
 

@@ -144,13 +144,14 @@ class BlockingBuffer(TagBuffer):
         return super().put_many(batch)
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_message_is_acknowledged_only_after_its_accept_call_returned(
-    topic: str, sessions: list[str]
+    topic: str, sessions: list[str], protocol: str
 ) -> None:
     client_id = unique("src")
     sessions.append(client_id)
     blocked = BlockingBuffer()
-    first = Rig(topic, client_id, buffer=blocked).start()
+    first = Rig(topic, client_id, buffer=blocked, protocol=protocol).start()
     with Publisher() as pub:
         pub.publish(f"{topic}/line1", polls(1))
     assert blocked.entered.wait(10), "the message never reached the accept call"
@@ -161,9 +162,10 @@ def test_a_message_is_acknowledged_only_after_its_accept_call_returned(
     assert sock is not None
     sock.close()
     blocked.release.set()
-    first.source._thread.join(5)
+    wait_until(lambda: len(blocked) == 10, what="the accept call to return")
+    first.source.stop(timeout_s=1.0)  # ends its thread; the connection is already gone
 
-    second = Rig(topic, client_id).start()
+    second = Rig(topic, client_id, protocol=protocol).start()
     try:
         wait_until(lambda: second.counters.stats().values == 10)
     finally:
@@ -371,3 +373,26 @@ def test_a_broker_restart_mid_run_loses_nothing_published_with_qos1(
     }
     assert stored == expected
     assert report.snapshot.balanced()
+
+
+@pytest.mark.slow
+def test_a_broker_that_is_down_at_start_is_waited_for(tmp_path: Path, topic: str) -> None:
+    broker = PrivateBroker(tmp_path / "late-broker")  # not started yet: the plant boots in any order
+    client_id = unique("svc")
+    service = CollectorService(_service_config(tmp_path, topic, client_id, port=broker.port))
+    service.start()
+    assert service.mqtt is not None
+    counters = service.mqtt.counters
+    try:
+        wait_until(lambda: counters.stats().last_error == "broker unreachable", what="the first attempt")
+        assert not counters.stats().up and service.liveness() == []  # down is not dead
+        with broker:
+            wait_until(lambda: counters.stats().up, what="the connection once the broker is up")
+            pub = Publisher(HOST, broker.port)
+            try:
+                pub.publish(f"{topic}/line1", polls(3, tags=5))
+            finally:
+                pub.close()
+            wait_until(lambda: service.snapshot().writer.written == 15, what="the values")
+    finally:
+        service.stop()

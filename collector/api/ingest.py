@@ -126,11 +126,10 @@ class IngestEndpoint:
         raw_length = environ.get("CONTENT_LENGTH") or ""
         if not raw_length:
             return b"", _error("411 Length Required", "length required", "send a Content-Length header")
-        try:
-            length = int(raw_length)
-        except ValueError:
+        length = int(raw_length) if raw_length.strip().isdigit() else -1
+        if length < 0:  # a negative length would read the stream to its end
             return b"", _error(
-                "400 Bad Request", "bad request", f"Content-Length {raw_length!r} is not a number"
+                "400 Bad Request", "bad request", f"Content-Length {raw_length!r} is not a length"
             )
         stream = environ["wsgi.input"]
         if length > self._max_body:

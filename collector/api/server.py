@@ -12,9 +12,11 @@ ones the backup files need. So:
 - connections are capped (``max_connections``, lowered to fit the open-file limit). At the cap a
   new connection is accepted all the same and the connection that has waited longest without a
   request being served is closed: hundreds of idle or slow clients cannot lock out a probe;
-- requests are computed by ``workers`` threads; the probes (``/healthz``, ``/readyz``) are answered
-  on the event-loop thread itself, which saves the hand-over between threads, the larger part of
-  a probe's latency on a busy interpreter (see docs/benchmarks.md);
+- the reads that take a millisecond or two (the probes, ``/metrics``, the status, the page) are
+  answered on the event-loop thread itself, which saves the hand-over between threads, the larger
+  part of their latency on a busy interpreter (see docs/benchmarks.md); anything else (a request
+  with a body, such as an ingest POST) is computed by ``workers`` threads, so it never holds up
+  the loop;
 - a listen backlog of ``backlog``; a full file table when accepting pauses accepting briefly
   instead of spinning.
 
@@ -55,12 +57,16 @@ from collector.logs import RateLimiter, log_event
 
 log = logging.getLogger("collector.api")
 
-INLINE_PATHS = frozenset({"/healthz", "/readyz"})
-"""Answered on the event-loop thread: cheap, and the ones that must answer fastest."""
+INLINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/status", "/", "/runbook"})
+"""Answered on the event-loop thread: reads of memory that take at most a millisecond or two. Each
+hand-over between threads costs a wait for the interpreter lock, which dominates these requests'
+latency on a busy process (docs/benchmarks.md); everything else (request bodies, unknown paths)
+goes to the workers."""
 FD_RESERVE = 32
 """File descriptors kept for the pipeline (database, backup and rejected files, log segments)
 when the connection cap is fitted to the open-file limit."""
 ACCEPT_PAUSE_S = 0.1
+STOP_GRACE_S = 10.0
 READ_CHUNK = 64 * 1024
 
 
@@ -127,6 +133,8 @@ class ApiServer:
         self._wake_w: socket.socket | None = None
         self._stop = threading.Event()
         self._connections: dict[int, _Connection] = {}
+        self._readable: set[_Connection] = set()
+        """Connections with unparsed input left after an answer (pipelining)."""
         self._accept_paused_until = 0.0
         self._accept_log = RateLimiter(60.0)
         self.max_connections = self._limits.max_connections
@@ -141,6 +149,10 @@ class ApiServer:
         """The bound port, or None while not serving."""
         listener = self._listener
         return listener.getsockname()[1] if listener is not None else None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     @property
     def url(self) -> str | None:
@@ -233,8 +245,11 @@ class ApiServer:
             self._thread.join()
         for _ in self._workers:
             self._jobs.put(None)
+        deadline = time.monotonic() + STOP_GRACE_S
         for worker in self._workers:
-            worker.join()
+            # A worker inside a slow request (an ingest waiting on a full buffer) gets a grace
+            # period; its answer has nowhere to go now, and it is a daemon thread.
+            worker.join(max(0.0, deadline - time.monotonic()))
         self._listener = None
 
     # ------------------------------------------------------------------ the event loop
@@ -285,6 +300,10 @@ class ApiServer:
                 if events & selectors.EVENT_READ and conn.sock.fileno() != -1:
                     self._receive(conn)
         self._finish_done()
+        while self._readable:
+            conn = self._readable.pop()
+            if conn.sock.fileno() != -1:
+                self._process_input(conn)
         self._expire(time.monotonic())
 
     def _next_deadline(self, now: float) -> float | None:
@@ -467,7 +486,9 @@ class ApiServer:
             conn.since = time.monotonic()
             conn.deadline = conn.since + self._limits.idle_timeout_s
         else:
-            self._process_input(conn)  # pipelined bytes, or a body after 100 Continue
+            # Pipelined bytes, or a body after 100 Continue: parsed at the end of this turn, in a
+            # loop (never by recursion, which a client sending thousands of requests would exhaust).
+            self._readable.add(conn)
 
     def _finish_done(self) -> None:
         while self._done:

@@ -102,6 +102,8 @@ class MqttSource:
         self._disconnected = threading.Event()
         self._settled = threading.Event()
         self._connect_log = RateLimiter(CONNECT_LOG_INTERVAL_S)
+        self._disconnect_log = RateLimiter(CONNECT_LOG_INTERVAL_S)
+        self._session_open = False
         self._ever_connected = False
         self._client = self._build_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-intake", daemon=True)
@@ -239,7 +241,9 @@ class MqttSource:
                     "the broker refused the connection; retrying with backoff",
                     broker=s.endpoint,
                     reason=str(reason),
-                    key="source.username" if reason.value in (0x86, 0x87, 4, 5) else "source",
+                    key="source.username, source.password_file"
+                    if reason.value in (0x86, 0x87, 4, 5)
+                    else "source",
                 )
             return
         if self._ever_connected and not flags.session_present:
@@ -253,6 +257,7 @@ class MqttSource:
                 client_id=s.client_id,
             )
         self._ever_connected = True
+        self._session_open = True
         log_event(
             log,
             logging.INFO,
@@ -287,9 +292,12 @@ class MqttSource:
         _properties: Properties | None,
     ) -> None:
         self._disconnected.set()
-        if self._closing.is_set():
-            return
+        was_open, self._session_open = self._session_open, False
+        if self._closing.is_set() or not was_open:
+            return  # a refused connection was reported as such by _on_connect
         self._counters.set_state(SourceState.DISCONNECTED, f"disconnected: {reason}")
+        if not self._disconnect_log.ready():
+            return
         log_event(
             log,
             logging.WARNING,

@@ -15,6 +15,8 @@ the request is accepted).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector.logs import RateLimiter, log_event
@@ -44,14 +46,21 @@ class Taken:
 class RejectionLog:
     """Logs refused messages at most once per interval, with how many were not logged between."""
 
-    def __init__(self, kind: str, *, to_csv: bool, interval_s: float = REJECTION_LOG_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        to_csv: bool,
+        interval_s: float = REJECTION_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._kind = kind
         self._message = (
             "values refused: every reason is in the rejected CSV"
             if to_csv
             else "request refused: the client was answered 400 with every reason"
         )
-        self._limiter = RateLimiter(interval_s)
+        self._limiter = RateLimiter(interval_s, clock)
         self._unlogged = 0
 
     def refused(self, where: str, problems: list[Problem], refused: int) -> None:

@@ -11,13 +11,18 @@ import logging
 import queue
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from collector.config import Config, SourceConfig, read_password_file
 from collector.logs import log_event
 from collector.sources.simulator import Simulator, split_tags
+
+if TYPE_CHECKING:
+    from collector.sources.publisher import MqttPublisher
 
 log = logging.getLogger("collector.publisher")
 
@@ -86,7 +91,7 @@ def simulate_command(config: Config, args: argparse.Namespace) -> int:
         data_queue: queue.Queue[object] = queue.Queue()
         simulator = simulator_for(config, args, data_queue)
     except ValueError as exc:
-        print(f"collector: {exc}")
+        print(f"collector: {exc}", file=sys.stderr)
         return EXIT_BAD_ARGUMENT
     publisher = MqttPublisher(
         data_queue,
@@ -109,18 +114,33 @@ def simulate_command(config: Config, args: argparse.Namespace) -> int:
         log_event(log, logging.INFO, "signal_received", signal=signal.Signals(signum).name)
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _on_signal)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _publish(simulator, publisher, stop, args.duration, args.cycles)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _publish(
+    simulator: Simulator,
+    publisher: MqttPublisher,
+    stop: threading.Event,
+    duration: float | None,
+    cycles: int | None,
+) -> int:
     publisher.start()
     simulator.start()
-    log_event(log, logging.INFO, "simulating", rate_per_s=round(simulator.rate, 1), cycles=args.cycles)
-    deadline = threading.Timer(args.duration, stop.set) if args.duration else None
+    log_event(log, logging.INFO, "simulating", rate_per_s=round(simulator.rate, 1), cycles=cycles)
+    deadline = threading.Timer(duration, stop.set) if duration else None
     if deadline is not None:
         deadline.daemon = True
         deadline.start()
     while not stop.is_set() and not simulator.wait(0.2):
         pass
     simulator.stop()  # every poll generated is on the queue (and in the ledger)
+    if deadline is not None:
+        deadline.cancel()
     report = publisher.stop()
     print(
         f"published {report.polls} polls ({report.values} values), acknowledged {report.acknowledged},"

@@ -2,6 +2,7 @@
 
 Names (a contract with the dashboard, the alert rules and docs/metrics.md):
 
+- ``collector_values_recovered_total``: the identity's ``recovered`` term (0 with the log off);
 - ``collector_wal_enabled``: 1 when the log is on (durability ``interval`` or ``always``);
 - ``collector_wal_writable``: 0 while the log cannot write and the service runs memory-only;
 - ``collector_wal_full``: 1 while the size cap stops new values from being logged;
@@ -15,6 +16,7 @@ Names (a contract with the dashboard, the alert rules and docs/metrics.md):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from prometheus_client.metrics_core import (
@@ -30,6 +32,12 @@ FSYNC_DURATION = "collector_wal_fsync_duration_seconds"
 
 
 def wal_metrics(stats: WalStats | None) -> Iterable[Metric]:
+    # Exported with the log off too (as 0): it is a term of the accounting identity.
+    yield CounterMetricFamily(
+        "collector_values_recovered",
+        "Values a previous run accepted and did not finish, given back by the write-ahead log at start.",
+        value=stats.recovered_values if stats is not None else 0,
+    )
     yield GaugeMetricFamily(
         "collector_wal_enabled", "1 when the write-ahead log is on.", value=0 if stats is None else 1
     )
@@ -104,7 +112,7 @@ def wal_status(stats: WalStats | None) -> dict[str, object]:
     return {
         "enabled": True,
         "durability": stats.durability,
-        "directory": stats.directory,
+        "directory": os.path.abspath(stats.directory),  # as the status names every other path
         "writable": stats.writable,
         "full": stats.full,
         "bytes": stats.bytes,
