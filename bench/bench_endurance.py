@@ -2,6 +2,7 @@
 
     python3 bench/bench_endurance.py [--seconds 150] [--load 1] [--sink sqlite|postgresql|null]
                                      [--sample-s 10] [--warmup-s 30] [--plot memory.png]
+                                     [--wal interval|always|off] [--no-tracemalloc]
 
 Runs the service in this process with the simulator at ``--load`` x 3 491 values per second and
 samples, every ``--sample-s`` seconds, the resident set size and the bytes allocated by Python
@@ -79,6 +80,7 @@ def config_for(args: argparse.Namespace, directory: Path, table: str) -> Config:
             "source": {"type": "simulator", "tags": SPEC_TAGS * args.load, "groups": 10},
             "sink": sink_section(args.sink, directory, table),
             "backup": {"dir": str(directory / "backup")},
+            "wal": {"durability": args.wal, "dir": str(directory / "wal")},
             "api": {"enabled": False},
             "logging": {"level": "WARNING"},
         }
@@ -160,6 +162,12 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of memory over time")
     parser.add_argument("--csv", type=Path, default=None, help="write the samples as CSV")
     parser.add_argument(
+        "--wal",
+        choices=["interval", "always", "off"],
+        default="interval",
+        help="wal.durability (the service's default: interval)",
+    )
+    parser.add_argument(
         "--no-tracemalloc",
         dest="tracemalloc",
         action="store_false",
@@ -170,7 +178,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(
         f"load: {rate} values/s into {args.sink} for {args.seconds:.0f} s,"
-        f" sampled every {args.sample_s:.0f} s"
+        f" sampled every {args.sample_s:.0f} s, write-ahead log {args.wal}"
     )
     samples = run(args)
     steady = [s for s in samples if s["t"] >= args.warmup_s]

@@ -49,6 +49,10 @@ CASES = {
         ],
     ),
     "bench_replay.py": (["--values", "3000"], [r"replay, empty table, 1 writer\(s\): +[\d,]+ values/s"]),
+    "bench_prototype.py": (
+        ["--seconds", "2"],
+        [r"CPU: [\d.]+ us per value \([\d.]+ % of one core\) +values: generated \d+, written \d+"],
+    ),
     "bench_overload.py": (
         [
             *("--alone-values", "5000", "--runs", "1", "--seconds", "1", "--warmup-s", "0.5"),

@@ -1,0 +1,104 @@
+"""The bare prototype of the collector's flow, to compare CPU per value with the whole service.
+
+    python3 bench/bench_prototype.py [--seconds 120] [--load 1]
+
+The same simulated plant as ``bench_endurance.py`` (the service's own simulator, 3 491 tags in 10
+groups, polled every second, onto a DataQueue), and one consumer thread that does only what the
+flow needs: take a poll off the queue, append its rows to a list, and every 500 rows (or 0.5 s)
+write them with ``executemany`` in one transaction into SQLite (WAL, synchronous=FULL, the
+collector's table and index). No buffer accounting, no write-ahead log, no metrics, no traces, no
+logging, no retries, no backups. Prints the process's CPU time per value and its share of one core,
+the figure ``bench_endurance.py --no-tracemalloc`` prints for the whole service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_endurance import SPEC_TAGS, cpu_seconds
+from bench.common import machine
+from collector.model import PollingData
+from collector.sinks.sqlite import ddl
+from collector.sources.simulator import Simulator, split_tags
+
+BATCH = 500
+FLUSH_S = 0.5
+INSERT = (
+    "INSERT INTO TAG_DATA (tag_name, tag_value, tag_value_text, timestamp, quality) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def consume(data_queue: queue.Queue[object], path: Path, stop: threading.Event, counts: list[int]) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(ddl())
+    rows: list[tuple[object, ...]] = []
+    due = time.monotonic() + FLUSH_S
+    while not (stop.is_set() and data_queue.empty()):
+        try:
+            poll = data_queue.get(timeout=0.05)
+        except queue.Empty:
+            poll = None
+        if isinstance(poll, PollingData):
+            stamp = poll.timestamp.replace(tzinfo=None).isoformat(" ", "microseconds")
+            for name, value in poll.values.items():
+                if isinstance(value, str):
+                    rows.append((name, None, value, stamp, "GOOD"))
+                else:
+                    rows.append((name, value, None, stamp, "GOOD"))
+        last = stop.is_set() and data_queue.empty()
+        if len(rows) >= BATCH or (rows and (last or time.monotonic() >= due)):
+            conn.execute("BEGIN")
+            conn.executemany(INSERT, rows)
+            conn.execute("COMMIT")
+            counts[0] += len(rows)
+            rows = []
+            due = time.monotonic() + FLUSH_S
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--load", type=int, default=1, help="multiple of the specification's 3 491 values/s")
+    args = parser.parse_args()
+    rate = SPEC_TAGS * args.load
+    print(f"machine: {machine()}")
+    print(f"bare prototype: {rate} values/s into sqlite for {args.seconds:.0f} s")
+    data_queue: queue.Queue[object] = queue.Queue()
+    simulator = Simulator(data_queue, groups=10, tags_per_group=split_tags(rate, 10))
+    stop = threading.Event()
+    counts = [0]
+    with tempfile.TemporaryDirectory() as tmp:
+        consumer = threading.Thread(
+            target=consume, args=(data_queue, Path(tmp) / "tags.db", stop, counts), name="consumer"
+        )
+        consumer.start()
+        started, cpu0 = time.monotonic(), cpu_seconds()
+        simulator.start()
+        time.sleep(args.seconds)
+        simulator.stop()
+        stop.set()
+        consumer.join()
+        elapsed, cpu = time.monotonic() - started, cpu_seconds() - cpu0
+    generated = simulator.generated
+    print(
+        f"CPU: {cpu / generated * 1e6:.1f} us per value ({cpu / elapsed * 100:.1f} % of one core)"
+        f"   values: generated {generated}, written {counts[0]}"
+    )
+
+
+if __name__ == "__main__":
+    main()
