@@ -78,11 +78,13 @@ class ShutdownReport:
     snapshot: Snapshot
 
 
-GIL_SWITCH_INTERVAL_S = 0.001
+GIL_SWITCH_INTERVAL_S = 0.0001
 """The interpreter's switch interval while the service runs (Python's default is 5 ms). A writer
-that comes back from the database waits for the GIL until a busy producer thread has run this long,
-several times per batch; under overload a shorter wait roughly doubled the rows/s that reached the
-table (docs/benchmarks.md, "Overload"), and at the specification's load it costs nothing visible."""
+that comes back from the database (every call that releases the interpreter lock does: a SQLite
+statement two or three times, a PostgreSQL round trip) waits for the lock until a busy producer
+thread has run this long. Under overload, rows/s into SQLite rose by about a quarter from 1 ms to
+0.1 ms in alternating runs (and by half from 5 ms to 1 ms before); at the specification's load the
+CPU per value is the same within the runs' noise (docs/benchmarks.md, "Overload")."""
 
 
 class CollectorService:

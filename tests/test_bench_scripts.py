@@ -45,12 +45,12 @@ CASES = {
         ],
         [
             r"resident set after warm-up: [\d.]+ \.\. [\d.]+ MiB, slope [-+][\d.]+ MiB/hour",
-            r"CPU: [\d.]+ us per value",
+            r"CPU: [\d.]+ us per value \([\d.]+ % of one core after warm-up",
         ],
     ),
     "bench_replay.py": (["--values", "3000"], [r"replay, empty table, 1 writer\(s\): +[\d,]+ values/s"]),
     "bench_prototype.py": (
-        ["--seconds", "2"],
+        ["--seconds", "2", "--warmup-s", "1"],
         [r"CPU: [\d.]+ us per value \([\d.]+ % of one core\) +values: generated \d+, written \d+"],
     ),
     "bench_overload.py": (
