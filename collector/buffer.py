@@ -1,7 +1,8 @@
 """TagBuffer: the bounded, thread-safe ring between intake and the writers (FR-002 to FR-005).
 
-Producers never wait: when the ring is full the oldest values are overwritten, and every one of
-them is counted. Consumers take batches; they sleep on a condition that producers signal only when
+Producers never wait for the writers: when the ring is full the oldest values are overwritten,
+and every one of them is counted (with a spill handler, a producer does wait for its own excess to
+be saved, see below). Consumers take batches; they sleep on a condition that producers signal only when
 a full batch waits, so the hot path is an append, two counter updates and a length check under one
 lock.
 
