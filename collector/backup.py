@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from opentelemetry import trace
 
-from collector.file_safety import FileModes, create_exclusive, make_dirs
+from collector.file_safety import FileModes, create_exclusive, fsync_directory, make_dirs
 from collector.logs import log_event
 from collector.spool_format import (
     BACKUP_PREFIX,
@@ -217,11 +217,7 @@ class CsvSpool:
                     continue
                 os.rename(staging, path)
             staging.unlink(missing_ok=True)
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_directory(directory)
             return path
         base = file_name(self._kind, created).removesuffix(".csv")
         raise OSError(errno.EEXIST, f"too many {base} files in {directory}")

@@ -153,3 +153,12 @@ def private_file(path: Path, modes: FileModes) -> list[Path]:
             os.chmod(candidate, stat.S_IMODE(info.st_mode) & modes.file)
             narrowed.append(candidate)
     return narrowed
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a create, rename or delete in ``directory`` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -234,3 +234,21 @@ def test_releasing_what_was_never_admitted_is_a_bug_reported_at_once(tmp_path) -
     wal.release(0, 10)
     with pytest.raises(ValueError, match="already finished"):
         wal.release(0, 10)
+
+
+def test_the_log_is_owner_only_whatever_the_umask(tmp_path) -> None:
+    previous = os.umask(0o022)  # an embedding program's usual umask: files 0644, directories 0755
+    try:
+        wal = _log(tmp_path / "wal")
+        wal.open()
+        _fill(wal, range(5))
+        wal.release(0, 20)
+        wal.checkpoint()
+        crash(wal)
+    finally:
+        os.umask(previous)
+    directory = tmp_path / "wal"
+    assert directory.stat().st_mode & 0o777 == 0o700
+    files = [path for path in directory.iterdir() if path.is_file()]
+    assert files, "the log wrote no file"
+    assert {path.name: path.stat().st_mode & 0o777 for path in files} == {path.name: 0o600 for path in files}

@@ -30,6 +30,7 @@ from collector.file_safety import (
     UnsafeFile,
     create_exclusive,
     describe,
+    fsync_directory,
     open_regular,
     real_directory,
     regular_file,
@@ -131,17 +132,9 @@ def move_to_replayed(path: Path, modes: FileModes | None = None) -> Path:
         suffix += 1
         target = target_dir / f"{path.stem}_{suffix}{path.suffix}"
     os.rename(path, target)
-    _fsync_dir(target_dir)
-    _fsync_dir(path.parent)
+    fsync_directory(target_dir)
+    fsync_directory(path.parent)
     return target
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from collector.file_safety import fsync_directory
 from collector.model import TagValue
 from collector.wal.codec import PayloadError, decode_values, encode_values
 from collector.wal.framing import SEGMENT_HEADER, Damage, DamageKind, RecordRef, frame, payload_of
-from collector.wal.mark import LowWaterMark, fsync_directory, record_mark
+from collector.wal.mark import LOG_DIR_MODE, LOG_FILE_MODE, LowWaterMark, record_mark
 from collector.wal.segments import (
     LOCK_FILE,
     QUARANTINE_DIR,
@@ -216,7 +217,7 @@ class WriteAheadLog:
             raise RuntimeError("log already opened")
         self._opened = True
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
             self._lock_directory()
             scan = scan_directory(self.directory)
             self._drop_undecodable(scan)
@@ -262,7 +263,7 @@ class WriteAheadLog:
         return report
 
     def _lock_directory(self) -> None:
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, LOG_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -397,7 +398,7 @@ class WriteAheadLog:
     def _roll_locked(self, seq: int) -> None:
         """Start a new segment at ``seq``; the old one is closed by the sync thread after its fsync."""
         path = self.directory / segment_name(seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, LOG_FILE_MODE)
         try:
             os.write(fd, SEGMENT_HEADER)
         except OSError:
@@ -573,7 +574,7 @@ class WriteAheadLog:
     def _retry_directory(self) -> None:
         with self._lock:
             try:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                self.directory.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
                 self._roll_locked(self._next_seq)
                 if self.durability is Durability.INTERVAL:
                     assert self._fd is not None

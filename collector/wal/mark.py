@@ -17,6 +17,12 @@ import os
 import zlib
 from pathlib import Path
 
+from collector.file_safety import fsync_directory
+
+# The log holds plant data and is nobody else's business, whatever the process umask.
+LOG_FILE_MODE = 0o600
+LOG_DIR_MODE = 0o700
+
 MARK_FILE = "mark"
 _FORMAT = 1
 
@@ -60,19 +66,10 @@ class LowWaterMark:
         return mark
 
 
-def fsync_directory(directory: Path) -> None:
-    """Make a create, rename or delete in ``directory`` survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` so that a crash leaves either the old content or the new, never a mix."""
     temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, LOG_FILE_MODE)
     try:
         view = memoryview(data)
         while view:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.file_safety import fsync_directory
 from collector.wal.framing import SEGMENT_HEADER, Damage, DamageKind, RecordRef, scan_segment
-from collector.wal.mark import fsync_directory, read_mark, write_atomically
+from collector.wal.mark import LOG_DIR_MODE, read_mark, write_atomically
 
 log = logging.getLogger("collector.wal")
 
@@ -185,7 +186,7 @@ def repair(scan: LogScan) -> RepairSummary:
             )
             continue
         quarantine = directory / QUARANTINE_DIR
-        quarantine.mkdir(exist_ok=True)
+        quarantine.mkdir(mode=LOG_DIR_MODE, exist_ok=True)
         if DamageKind.BAD_HEADER in kinds or segment.damage[0].offset < len(SEGMENT_HEADER):
             target = quarantine / segment.path.name
             os.replace(segment.path, target)
