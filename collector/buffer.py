@@ -1,8 +1,8 @@
 """TagBuffer: the bounded, thread-safe ring between intake and the writers (FR-002 to FR-005).
 
 Producers never wait for the writers: when the ring is full the oldest values are overwritten,
-and every one of them is counted (with a spill handler, a producer does wait for its own excess to
-be saved, see below). Consumers take batches; they sleep on a condition that producers signal only when
+and every one of them is counted (with a spill handler, a producer also runs the handler for its own
+excess, see below). Consumers take batches; they sleep on a condition that producers signal only when
 a full batch waits, so the hot path is an append, two counter updates and a length check under one
 lock.
 
@@ -15,9 +15,9 @@ overwrite. Values in the spill queue have left the ring: they count as removed, 
 counts them in flight until they are backed up.
 
 With a spill handler (:meth:`TagBuffer.set_spill_handler`), the producer whose put moved values to
-the spill queue calls it once the lock is released, so the producer saves its own excess rather
-than leaving it to another thread: under overload the cost of the excess falls on whoever offers
-it, and the writers keep the interpreter's time they need (docs/benchmarks.md, "Overload").
+the spill queue calls it once the lock is released, so the producer pays for its own excess (in
+the service: encoding it for the backup file, which the spill guard then writes) rather than
+leaving all of it to another thread (docs/benchmarks.md, "Overload").
 """
 
 from __future__ import annotations

@@ -260,6 +260,50 @@ def test_spill_guard_saves_the_oldest_to_backup_when_the_writers_are_stuck(write
     assert spilled == list(range(100, 2_500)), "the oldest values are spilled, in order"
 
 
+def test_a_hanging_backup_disk_never_holds_the_producer(writer_rigs):
+    """The producer encodes its own excess; the spill guard writes it. While the disk hangs the
+    producer's puts still return at once: a ring's worth waits for the guard, the spill queue fills,
+    then the ring overwrites and counts, and every value is accounted for when the disk is back."""
+    sink = BlockingSink()
+    rig = writer_rigs(sink, capacity=1_000, batch_size=100, workers=1, spill_level=500)
+    disk = threading.Event()
+    writing = threading.Event()
+    append = rig.backup.append
+
+    def hanging_append(rows):  # type: ignore[no-untyped-def]
+        writing.set()
+        disk.wait()
+        return append(rows)
+
+    rig.backup.append = hanging_append  # type: ignore[method-assign]
+    rig.buffer.put_many(values(0, 100))
+    wait_until(sink.entered.is_set)  # the only writer hangs in the database
+    produced = 6_000
+
+    def produce() -> None:
+        for start in range(100, produced, 100):
+            rig.buffer.put_many(values(start, 100))
+
+    producer = threading.Thread(target=produce, name="plc-poller")
+    producer.start()
+    producer.join(10.0)
+    hung = producer.is_alive()
+    if hung:
+        disk.set()  # let the held producer go before failing
+    assert not hung, "a put waited for the backup disk"
+    assert writing.is_set()
+    stats = rig.stats()
+    assert stats.backed_up == 0 and stats.buffer_overflow > 0, "the ring overwrote once all was full"
+    assert balanced(stats, produced)
+    disk.set()
+    sink.release.set()
+    wait_until(lambda: rig.stats().in_flight == 0 and rig.stats().buffer_size == 0)
+    stats = rig.stats()
+    assert balanced(stats, produced)
+    assert stats.written + stats.backed_up + stats.buffer_overflow == produced
+    assert stats.backed_up == stats.spilled == len(rig.backup_rows())
+
+
 def test_overflow_at_ten_times_the_drain_rate_drops_the_oldest_and_counts_exactly(writer_rigs):
     class Slow(MemorySink):
         def write(self, batch: Sequence[TagValue]) -> WriteResult:

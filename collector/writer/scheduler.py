@@ -35,11 +35,13 @@ from collector.writer.events import WriterListener
 from collector.writer.handler import BatchHandler, Shutdown
 from collector.writer.ledger import Ledger, WriterStats
 from collector.writer.retry_queue import PendingRetry, RetryQueue
+from collector.writer.spill_handoff import SpillHandoff
 from collector.writer.spooler import Spooler
 
 log = logging.getLogger("collector.writer")
 
 Work = Callable[[], None]
+SPILL_REASON = "buffer spill: writers not keeping up"
 
 
 class BatchWriter:
@@ -106,6 +108,7 @@ class BatchWriter:
             on_settled=settled,
         )
         self._batch_ids = itertools.count(1)
+        self._handoff = SpillHandoff(buffer.capacity)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._spill_log = RateLimiter(10.0, clock)
@@ -161,6 +164,12 @@ class BatchWriter:
         # does what a stuck spill guard has not.
         while leftover := self._buffer.take(self._buffer.batch_size):
             self._spooler.save(leftover, "shutdown deadline", batch_id=next(self._batch_ids))
+        while (encoded := self._handoff.take(0.0)) is not None:
+            batch, rows, batch_id = encoded
+            try:
+                self._spooler.save(batch, "shutdown deadline", batch_id=batch_id, encoded=rows)
+            finally:
+                self._handoff.done(len(batch))
         if spilled := self._buffer.wait_for_spill(0.0):
             self._spooler.save(spilled, "shutdown deadline", batch_id=next(self._batch_ids))
         self._handler.save_retries("shutdown deadline")
@@ -223,24 +232,42 @@ class BatchWriter:
     # ------------------------------------------------------------------ spill guard
 
     def _run_spill_guard(self) -> None:
+        """Writes and fsyncs what the producers encoded (:meth:`_save_spilled`), and saves whatever
+        they left in the spill queue itself."""
         while True:
             try:
-                batch = self._buffer.wait_for_spill(0.5)
-                if not batch:
-                    if self._shutdown.stopping and self._buffer.closed:
-                        return  # the spill queue is empty and nothing more can join it
+                encoded = self._handoff.take(0.1)
+                if encoded is not None:
+                    batch, rows, batch_id = encoded
+                    try:
+                        self._spooler.save(batch, SPILL_REASON, batch_id=batch_id, encoded=rows)
+                    finally:
+                        self._handoff.done(len(batch))
                     continue
-                self._save_spill(batch)
+                batch = self._buffer.wait_for_spill(0.0)
+                if batch:
+                    self._note_spill(batch)
+                    self._spooler.save(batch, SPILL_REASON, batch_id=next(self._batch_ids))
+                elif self._shutdown.stopping and self._buffer.closed and self._handoff.idle:
+                    return  # nothing waits and nothing more can join
             except Exception:
                 log.exception("spill guard error")
 
     def _save_spilled(self) -> None:
-        """The spill handler the producers call after a put that spilled (see :mod:`collector.buffer`)."""
-        batch = self._buffer.wait_for_spill(0.0)
-        if batch:
-            self._save_spill(batch)
+        """The spill handler the producers call after a put that spilled (see :mod:`collector.buffer`):
+        the producer encodes its own excess, the spill guard writes and fsyncs it. While the guard
+        is behind by a ring's worth (a slow or hanging disk) the producer takes nothing, so it never
+        waits for the disk: the values stay in the spill queue, and once that is full the ring
+        overwrites and counts, as without a handler."""
+        if self._handoff.full:
+            return
+        with self._handoff.producing():
+            batch = self._buffer.wait_for_spill(0.0)
+            if batch:
+                self._note_spill(batch)
+                self._handoff.put((batch, self._spooler.encode(batch), next(self._batch_ids)))
 
-    def _save_spill(self, batch: Batch) -> None:
+    def _note_spill(self, batch: Batch) -> None:
         spilled = self._ledger.spilled(len(batch))
         if self._spill_log.ready():
             stats = self._buffer.stats()
@@ -253,7 +280,6 @@ class BatchWriter:
                 capacity=stats.capacity,
                 spilled_total=spilled,
             )
-        self._spooler.save(batch, "buffer spill: writers not keeping up", batch_id=next(self._batch_ids))
 
 
 def _ignore(_batch: Sequence[TagValue]) -> None:

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from collector.backup import CsvSpool, SpoolError, traced_append
 from collector.logs import log_event
 from collector.model import TagValue
-from collector.spool_format import backup_payload, rejected_rows
+from collector.spool_format import EncodedRows, backup_payload, rejected_rows
 from collector.writer.events import AttemptOutcome, Destination, WriterListener, origin
 from collector.writer.ledger import Ledger
 
@@ -49,11 +49,23 @@ class Spooler:
         self._tracer = tracer
         self._wall_clock = wall_clock
 
-    def save(self, batch: list[TagValue], reason: str, *, batch_id: int | None = None) -> AttemptOutcome:
-        """Put a batch taken from the buffer into the backup CSV, or count it lost; returns which."""
+    def encode(self, batch: Sequence[TagValue]) -> EncodedRows:
+        """``batch`` as the backup file's bytes, stamped with the time of this attempt."""
+        return backup_payload(batch, datetime.fromtimestamp(self._wall_clock(), UTC))
+
+    def save(
+        self,
+        batch: list[TagValue],
+        reason: str,
+        *,
+        batch_id: int | None = None,
+        encoded: EncodedRows | None = None,
+    ) -> AttemptOutcome:
+        """Put a batch taken from the buffer into the backup CSV (``encoded`` already, if given),
+        or count it lost; returns which."""
         if not batch:
             return AttemptOutcome.BACKED_UP
-        rows = backup_payload(batch, datetime.fromtimestamp(self._wall_clock(), UTC))
+        rows = encoded if encoded is not None else self.encode(batch)
         try:
             path = traced_append(self._tracer, self._backup, rows, reason=reason)
         except SpoolError as exc:
