@@ -19,13 +19,12 @@ import argparse
 import sqlite3
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite, polls
+from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite, polls, timed_drain
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.logged_buffer import LoggedBuffer
@@ -89,12 +88,7 @@ def pipeline(directory: Path, data: list[list[TagValue]], workers: int, target: 
         on_settled=buffer.settled if isinstance(buffer, LoggedBuffer) else None,
     )
     writer.start()
-    started = time.perf_counter()
-    for poll in data:
-        buffer.put_many(poll)
-    while writer.stats().written < total:
-        time.sleep(0.001)
-    elapsed = time.perf_counter() - started
+    elapsed = timed_drain(buffer, writer, data, total)
     writer.stop()
     sink.close()
     if log is not None:

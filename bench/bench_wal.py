@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_endurance import NullSink, cpu_seconds
-from bench.common import PG_DSN, PostgresScratchTable, machine, polls, sink_section
+from bench.common import PG_DSN, PostgresScratchTable, machine, polls, sink_section, timed_drain
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.config import Config
@@ -78,12 +78,7 @@ def throughput(directory: Path, data: list[list[TagValue]], kind: str, table: st
     if wal is not None:
         assert not list(wal.recovered_batches())  # a fresh directory: nothing to recover
         wal.start()
-    started = time.perf_counter()
-    for poll in data:
-        buffer.put_many(poll)
-    while writer.stats().written < total:
-        time.sleep(0.001)
-    elapsed = time.perf_counter() - started
+    elapsed = timed_drain(buffer, writer, data, total)
     writer.stop()
     sink.close()
     if wal is not None:

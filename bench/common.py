@@ -9,7 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collector.model import TagValue
 
@@ -125,3 +125,17 @@ def plain_copy(table: str, values: list[TagValue], batch: int = 500) -> float:
         count = conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()
     assert count is not None and count[0] == len(rows)
     return len(rows) / elapsed
+
+
+class _Drainable(Protocol):
+    def put_many(self, values: list[TagValue]) -> Any: ...
+
+
+def timed_drain(buffer: _Drainable, writer: Any, data: list[list[TagValue]], total: int) -> float:
+    """Seconds from the first poll put into ``buffer`` until ``writer`` has written ``total`` values."""
+    started = time.perf_counter()
+    for poll in data:
+        buffer.put_many(poll)
+    while writer.stats().written < total:
+        time.sleep(0.001)
+    return time.perf_counter() - started

@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from collector.cli import main
-from collector.config import Config
 from collector.service import CollectorService
 from collector.telemetry import Telemetry
 from collector.telemetry.tracing import Tracing
 from collector.telemetry.wal_metrics import wal_status
 from collector.wal import WriteAheadLog
 from tests.evidence import sqlite_keys
+from tests.test_service import make_config
 from tests.wal_support import ManualClock, crash, poll
-
-
-def _config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
-    data: dict[str, Any] = {
-        "source": {"type": "external"},
-        "sink": {"type": "sqlite", "path": str(tmp_path / "tags.db")},
-        "backup": {"dir": str(tmp_path / "backup")},
-        "api": {"enabled": False},
-    }
-    for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
-    return Config.model_validate(data)
 
 
 def _killed_run(wal_dir: Path, polls: range, committed: list) -> None:
@@ -47,7 +34,7 @@ def _killed_run(wal_dir: Path, polls: range, committed: list) -> None:
         " PRIMARY KEY (tag_name, timestamp))"
     )
     db.close()
-    sink_service = CollectorService(_config(wal_dir.parent, wal={"durability": "off"}))
+    sink_service = CollectorService(make_config(wal_dir.parent, wal={"durability": "off"}))
     sink_service.sink.write(committed)  # committed before the kill, acknowledgement never seen
     sink_service.sink.close()
 
@@ -57,7 +44,7 @@ def test_a_restart_writes_the_unfinished_values_first_and_accounts_for_them(tmp_
     _killed_run(wal_dir, range(20), committed=poll(0) + poll(1))
     registry = CollectorRegistry()
     service = CollectorService(
-        _config(tmp_path), telemetry=Telemetry(registry=registry, tracing=Tracing(trace.NoOpTracer()))
+        make_config(tmp_path), telemetry=Telemetry(registry=registry, tracing=Tracing(trace.NoOpTracer()))
     )
     service.start()
     try:
@@ -86,7 +73,7 @@ def test_a_restart_writes_the_unfinished_values_first_and_accounts_for_them(tmp_
 
 def test_the_status_document_has_the_log_and_the_recovered_term(tmp_path: Path) -> None:
     _killed_run(tmp_path / "wal", range(3), committed=[])
-    service = CollectorService(_config(tmp_path))
+    service = CollectorService(make_config(tmp_path))
     service.start()
     try:
         snap = service.snapshot()
