@@ -419,7 +419,9 @@ def test_retry_and_failure_lines_name_the_batch_and_the_worker(writer_rigs, capl
         clock.advance(1.0)
         wait_until(lambda: rig.stats().backed_up == 200)
         # The counter moves before the writer logs the line that says so: wait for both lines.
-        wait_until(lambda: sum(getattr(r, "collector_event", "") == "batch_backed_up" for r in caplog.records) == 2)
+        wait_until(
+            lambda: sum(getattr(r, "collector_event", "") == "batch_backed_up" for r in caplog.records) == 2
+        )
     lines = [
         (r.collector_event, r.collector_fields)  # type: ignore[attr-defined]
         for r in caplog.records
