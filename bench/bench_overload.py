@@ -139,9 +139,21 @@ def config_for(
     )
 
 
-def sink_alone(kind: str, directory: Path, table: str, values: list[TagValue], workers: int | None) -> float:
+ALONE_CPU: list[float] = []
+"""Share of one core each measurement of the sink alone used: with the overloaded runs' own CPU,
+what says whether the machine has the cores for both the producer and the sink at full rate."""
+
+
+def sink_alone(
+    kind: str,
+    directory: Path,
+    table: str,
+    values: list[TagValue],
+    workers: int | None,
+) -> float:
     """Values/s the pipeline puts into the table with nothing else running."""
     config = config_for(kind, directory, table, GROUPS * 10, workers)
+    count = writer_workers(config.writer.workers, "workers" in config.writer.model_fields_set, kind)
     buffer = TagBuffer(len(values) + 1, batch_size=config.writer.batch_size)
     sink = build_sink(config.sink)
     sink.ping()  # open the database before the clock starts, as the service does at start
@@ -151,16 +163,17 @@ def sink_alone(kind: str, directory: Path, table: str, values: list[TagValue], w
         CsvSpool(directory / "backup"),
         CsvSpool(directory / "backup", kind=SpoolKind.REJECTED),
         flush_interval_s=config.writer.flush_interval_s,
-        workers=writer_workers(config.writer.workers, "workers" in config.writer.model_fields_set, kind),
+        workers=count,
         spill=False,
     )
     writer.start()
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), cpu_seconds()
     for start in range(0, len(values), 1000):
         buffer.put_many(values[start : start + 1000])
     while writer.stats().written < len(values):
         time.sleep(0.001)
     elapsed = time.perf_counter() - started
+    ALONE_CPU.append((cpu_seconds() - cpu0) / elapsed)
     writer.stop()
     sink.close()
     stats = writer.stats()
@@ -190,7 +203,13 @@ def overloaded(
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         config = config_for(
-            kind, directory, table, round(rate * load), args.workers, wal=args.wal, interval_s=args.interval
+            kind,
+            directory,
+            table,
+            round(rate * load),
+            args.workers,
+            wal=args.wal,
+            interval_s=args.interval,
         )
         interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
         service = CollectorService(config, gil_switch_interval_s=interval)
@@ -245,7 +264,7 @@ def describe(run: Run) -> str:
     )
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -271,7 +290,11 @@ def main() -> int:
         "--plot", type=Path, default=None, help="PNG to draw (default docs/img/overload-<sink>.png)"
     )
     parser.add_argument("--no-plot", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
@@ -297,7 +320,10 @@ def main() -> int:
         # The offered rate is set once, from a first measurement, so every run gets the same
         # configuration; each run is then compared with the sink's rate measured just before it.
         calibration = alone()
-        print(f"sink alone (pipeline, {args.alone_values:,} values): {calibration:>9,.0f} values/s")
+        print(
+            f"sink alone (pipeline, {args.alone_values:,} values): {calibration:>9,.0f} values/s,"
+            f" CPU {ALONE_CPU[-1] * 100:.0f}% of one core"
+        )
         runs: list[Run] = []
         for load in [args.load] * args.runs + list(args.sweep):
             rate = alone()

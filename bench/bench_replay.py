@@ -28,13 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite
 from collector.backup import CsvSpool
-from collector.config import Config
+from collector.config import Config, PostgresSinkConfig, SinkConfig, SqliteSinkConfig
 from collector.inventory import ContentsCache
 from collector.model import TagValue
 from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
 from collector.sinks.base import KeyLookup, Sink
-from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink
+from collector.sinks.factory import build_sink
+from collector.sinks.sqlite import SqliteKeyLookup
 from collector.spool_format import backup_rows
 
 BATCH = 500
@@ -73,11 +74,13 @@ class Target:
         self._scratch = PostgresScratchTable("bench_replay") if kind == "postgresql" else None
 
     def sink(self) -> Sink:
-        if self._scratch is not None:
-            from collector.sinks.postgresql import PostgresSink
-
-            return PostgresSink(PG_DSN, table=self._scratch.name)
-        return SqliteSink(self._db)
+        """The sink as ``collector replay`` builds it."""
+        config: SinkConfig = (
+            PostgresSinkConfig(dsn=PG_DSN, table=self._scratch.name)
+            if self._scratch is not None
+            else SqliteSinkConfig(path=self._db)
+        )
+        return build_sink(config)
 
     def lookup(self) -> KeyLookup:
         if self._scratch is not None:
