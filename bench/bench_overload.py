@@ -1,21 +1,30 @@
 """Overload: offered more than the database takes, does the database still get its full rate?
 
-    python3 bench/bench_overload.py [--sink sqlite|postgresql] [--load 3] [--runs 5] [--seconds 15]
-                                    [--sweep 0.5 1 2 4] [--plot docs/img/overload-sqlite.png]
+    python3 bench/bench_overload.py [--sink sqlite|postgresql] [--load 3] [--runs 5] [--seconds 10]
+                                    [--sweep 0.5 1 2 4] [--tags 3491] [--fill 200]
+                                    [--plot docs/img/overload-sqlite.png]
 
-The sink's own pipeline rate: values the simulator generated beforehand are pushed through
-``TagBuffer.put_many`` -> ``BatchWriter`` -> the sink with nothing else running (a buffer large enough
-to hold them all, no spill guard), at the configured number of writers. That is what the database
-takes through the service when it has the machine to itself. It is measured once to set the
-offered rate, and again just before every run, which is compared with it.
+The plant is ``--tags`` tags (the specification's 3 491 by default) in 10 groups; the offered rate
+is set by how often they are polled. An insert's cost depends on how many rows each tag already
+has: a batch's rows land in as many places of the primary key (tag, timestamp) as it has tags, and
+every page they change is written to the database's log at commit. Into SQLite the rate falls by
+a factor of four or five between a fresh table and one with 150 rows per tag, where it settles. So
+every table here is first filled with ``--fill`` rows per tag (in key order, untimed), the state a
+plant's table is in after a few minutes and for the rest of its life.
+
+The sink's own pipeline rate: values of the plant's tags, generated beforehand, pushed through
+``TagBuffer.put_many`` -> ``BatchWriter`` -> the sink with nothing else running (a buffer large
+enough to hold them all, no spill guard), at the configured number of writers, into such a filled
+table. It is measured once to set the offered rate, and in every run just before and just after
+the overloaded window, into that run's own table: their mean is the run's reference.
 
 Each run is the whole service in this process, as ``collector run`` does it (simulator thread,
-intake, buffer, spill guard, writers, metrics; the HTTP API off), with the simulator offered
-``--load`` times that rate, ``--runs`` times. Over ``--seconds`` after a warm-up it measures rows/s
-into the table, values/s saved to backup by the spill guard and values/s dropped by the ring; the
-figure is rows/s into the table divided by the sink's own rate (the aim: at least 0.9 in every
-run). After each run the table's rows and the backup files' rows are counted and compared with the
-service's counters.
+intake, the write-ahead log, buffer, spill guard, writers, metrics; the HTTP API off), with the
+simulator offered ``--load`` times the sink's rate, ``--runs`` times. Over ``--seconds`` after a
+warm-up it measures rows/s into the table, values/s saved to backup by the spill guard and values/s
+dropped by the ring; the figure is rows/s into the table divided by the reference (the aim: at
+least 0.9 in every run). After each run the table's rows and the backup files' rows are counted
+and compared with the service's counters.
 
 ``--sweep`` adds one run at each of those loads; all runs go into the overload plot (offered rate
 on x; rows/s into the table, spilled and dropped on y), which the script saves with matplotlib.
@@ -39,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PG_DSN, PostgresScratchTable, machine, sink_section
+from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite, sink_section
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.config import Config
@@ -62,8 +71,10 @@ class Run:
     """What one overloaded run did, per second of its measured window."""
 
     load: float
-    alone: float
-    """The sink's own pipeline rate, measured just before this run."""
+    alone_before: float
+    """The sink's own pipeline rate into this run's table just before the run (a fresh table)."""
+    alone_after: float
+    """The same right after the run, on the table as the run left it."""
     offered: float
     generated: float
     written: float
@@ -77,6 +88,12 @@ class Run:
     """The machine's one-minute load average at the end of the run (other work shares it)."""
 
     @property
+    def alone(self) -> float:
+        """The reference: the sink's own rate on this table, the mean of before and after the run
+        (the run's table grows from one state to the other while it is measured)."""
+        return (self.alone_before + self.alone_after) / 2
+
+    @property
     def ratio(self) -> float:
         return self.written / self.alone
 
@@ -86,11 +103,13 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def simulated_values(count: int) -> list[TagValue]:
-    """``count`` values exactly as the service's simulator and intake make them (the same tag mix),
-    with collection times 100 ms apart per poll so that no two keys repeat."""
-    tags = max(GROUPS, count // 20)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+def simulated_values(
+    count: int, *, tags: int | None = None, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+) -> list[TagValue]:
+    """``count`` values exactly as the service's simulator and intake make them (the same tag mix
+    and names, ``tags`` of them), with collection times from ``start``, 100 ms apart per poll, so
+    that no two keys repeat."""
+    tags = max(GROUPS, tags if tags is not None else count // 20)
     stamps = (start + timedelta(milliseconds=100 * i) for i in range(10**9))
     simulator = Simulator(
         queue.Queue(),  # polls are taken directly, never queued
@@ -116,18 +135,18 @@ def config_for(
     workers: int | None,
     *,
     wal: str = "interval",
-    interval_s: float = 1.0,
+    tags: int = 3491,
 ) -> Config:
-    """The service's configuration for a simulated plant of ``rate`` values/s, polled in ``GROUPS``
-    groups every ``interval_s``."""
+    """The service's configuration for a simulated plant of ``tags`` tags in ``GROUPS`` groups,
+    polled as often as makes ``rate`` values/s."""
     writer = {"workers": workers} if workers else {}
     return Config.model_validate(
         {
             "source": {
                 "type": "simulator",
-                "tags": max(GROUPS, round(rate * interval_s)),
+                "tags": tags,
                 "groups": GROUPS,
-                "interval_s": interval_s,
+                "interval_s": tags / rate,
             },
             "writer": writer,
             "sink": sink_section(kind, directory, table),
@@ -182,6 +201,7 @@ def sink_alone(
 
 
 def table_rows(kind: str, directory: Path, table: str) -> int:
+    """Rows in the run's table (SQLite: ``TAG_DATA`` in the run's directory)."""
     if kind == "postgresql":
         import psycopg
 
@@ -196,12 +216,15 @@ def table_rows(kind: str, directory: Path, table: str) -> int:
     return int(row[0])
 
 
-def overloaded(
-    kind: str, table: str, rate: float, load: float, *, alone: float, args: argparse.Namespace
-) -> Run:
-    """One run of the whole service with the simulator offered ``load`` x ``rate``."""
+def overloaded(kind: str, table: str, rate: float, load: float, *, args: argparse.Namespace) -> Run:
+    """One run of the whole service with the simulator offered ``load`` x ``rate``, with the sink's
+    own rate into the same table measured before and after it (see :func:`alone_on`)."""
+    tags = args.tags
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
+        prefill(kind, directory, table, tags, args.fill)
+        alone_before = alone_on(kind, directory, table, tags, args, days=-1)
+        stored_before = table_rows(kind, directory, table)
         config = config_for(
             kind,
             directory,
@@ -209,7 +232,7 @@ def overloaded(
             round(rate * load),
             args.workers,
             wal=args.wal,
-            interval_s=args.interval,
+            tags=tags,
         )
         interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
         service = CollectorService(config, gil_switch_interval_s=interval)
@@ -236,13 +259,15 @@ def overloaded(
         backups = scan([directory / "backup"], contents=ContentsCache()).backup_rows
         checked = (
             report.snapshot.balanced()
-            and table_rows(kind, directory, "TAG_DATA" if kind == "sqlite" else table) == final.written
+            and table_rows(kind, directory, table) - stored_before == final.written
             and backups == final.backed_up
         )
+        alone_after = alone_on(kind, directory, table, tags, args, days=1)
     span = t1 - t0
     return Run(
         load=load,
-        alone=alone,
+        alone_before=alone_before,
+        alone_after=alone_after,
         offered=service.simulator.rate,
         generated=(generated1 - generated0) / span,
         written=(last.written - first.written) / span,
@@ -254,10 +279,34 @@ def overloaded(
     )
 
 
+def prefill(kind: str, directory: Path, table: str, tags: int, rows_per_tag: int) -> None:
+    """Fill the run's empty table with ``rows_per_tag`` rows of each of the plant's tags, stamped
+    a month ago, in key order in one transaction (fast, and untimed): the steady state that every
+    measurement here starts from (see the module's doc)."""
+    if rows_per_tag <= 0:
+        return
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    values = sorted(simulated_values(tags * rows_per_tag, tags=tags, start=month_ago))
+    if kind == "postgresql":
+        plain_copy(table, values, batch=len(values))
+    else:
+        plain_sqlite(directory / "tags.db", values, batch=len(values))
+
+
+def alone_on(
+    kind: str, directory: Path, table: str, tags: int, args: argparse.Namespace, *, days: int
+) -> float:
+    """The sink's own pipeline rate into the run's table: ``--alone-values`` values of the plant's
+    tags, stamped ``days`` from now (before or after the run's own), nothing else running."""
+    values = simulated_values(args.alone_values, tags=tags, start=datetime.now(UTC) + timedelta(days=days))
+    return sink_alone(kind, directory, table, values, args.workers)
+
+
 def describe(run: Run) -> str:
     return (
         f"offered {run.offered:>9,.0f}/s ({run.load:.1f}x)  generated {run.generated:>9,.0f}/s  "
-        f"sink alone {run.alone:>8,.0f}/s  into table {run.written:>8,.0f}/s  ratio {run.ratio:.2f}  "
+        f"alone before {run.alone_before:>8,.0f}/s after {run.alone_after:>8,.0f}/s  "
+        f"into table {run.written:>8,.0f}/s  ratio {run.ratio:.2f}  "
         f"spilled {run.spilled:>8,.0f}/s  dropped {run.dropped:>8,.0f}/s  "
         f"CPU {run.cpu * 100:3.0f}%  load {run.machine_load:.1f}  "
         f"counts {'match' if run.checked else 'DIFFER'}"
@@ -279,11 +328,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--wal", choices=["interval", "always", "off"], default="interval", help="wal.durability of the runs"
     )
+    parser.add_argument("--tags", type=int, default=3491, help="the simulated plant's tags (10 groups)")
     parser.add_argument(
-        "--interval",
-        type=float,
-        default=0.1,
-        help="the simulated plant's poll interval (s); tags = offered rate x interval",
+        "--fill", type=int, default=200, help="rows per tag in every table before it is timed"
     )
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     parser.add_argument(
@@ -304,9 +351,10 @@ def main() -> int:
     interval = args.switch_interval if args.switch_interval is not None else GIL_SWITCH_INTERVAL_S
     print(
         f"sink: {args.sink}, {workers} writer(s), GIL switch interval {interval * 1e3:g} ms while the"
-        f" service runs, write-ahead log {args.wal}, load average {os.getloadavg()[0]:.2f}"
+        f" service runs, write-ahead log {args.wal}, load average {os.getloadavg()[0]:.2f}\n"
+        f"plant: {args.tags} tags in {GROUPS} groups; every table filled with {args.fill} rows per tag first"
     )
-    values = simulated_values(args.alone_values)
+    values = simulated_values(args.alone_values, tags=args.tags, start=datetime.now(UTC) - timedelta(days=2))
     scratch = PostgresScratchTable("bench_overload") if args.sink == "postgresql" else None
     table = scratch.name if scratch is not None else "TAG_DATA"
 
@@ -314,11 +362,13 @@ def main() -> int:
         if scratch is not None:
             scratch.truncate()
         with tempfile.TemporaryDirectory() as tmp:
+            prefill(args.sink, Path(tmp), table, args.tags, args.fill)
             return sink_alone(args.sink, Path(tmp), table, values, args.workers)
 
     try:
-        # The offered rate is set once, from a first measurement, so every run gets the same
-        # configuration; each run is then compared with the sink's rate measured just before it.
+        # The offered rate is set once, from a first measurement on a fresh table, so every run
+        # gets the same configuration; each run is then compared with the sink's rate measured
+        # right after it on the table it filled.
         calibration = alone()
         print(
             f"sink alone (pipeline, {args.alone_values:,} values): {calibration:>9,.0f} values/s,"
@@ -326,10 +376,9 @@ def main() -> int:
         )
         runs: list[Run] = []
         for load in [args.load] * args.runs + list(args.sweep):
-            rate = alone()
             if scratch is not None:
                 scratch.truncate()
-            run = overloaded(args.sink, table, calibration, load, alone=rate, args=args)
+            run = overloaded(args.sink, table, calibration, load, args=args)
             runs.append(run)
             print(describe(run), flush=True)
     finally:

@@ -56,10 +56,12 @@ CASES = {
     "bench_overload.py": (
         [
             *("--alone-values", "5000", "--runs", "1", "--seconds", "1", "--warmup-s", "0.5"),
+            *("--tags", "300", "--fill", "20"),
             *("--sweep", "--plot", "overload.png"),
         ],
         [
             r"sink alone \(pipeline, 5,000 values\): +[\d,]+ values/s, CPU \d+% of one core",
+            r"alone before +[\d,]+/s after +[\d,]+/s",
             r"ratio \d+\.\d\d .* counts match",
             r"at 3x over 1 runs: .* median \d+\.\d\d",
         ],
@@ -110,6 +112,7 @@ POSTGRES_CASES = {
     "bench_overload.py": (
         [
             *("--sink", "postgresql", "--alone-values", "5000", "--runs", "1", "--seconds", "1"),
+            *("--tags", "300", "--fill", "20"),
             *("--sweep", "--plot", "overload.png"),
         ],
         [r"ratio \d+\.\d\d .* counts match"],
