@@ -48,7 +48,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PG_DSN, PostgresScratchTable, machine, plain_copy, plain_sqlite, sink_section
+from bench.common import (
+    PG_DSN,
+    STEADY_ROWS_PER_TAG,
+    PostgresScratchTable,
+    fill_table,
+    machine,
+    plant_names,
+    sink_section,
+    steady_state_rows,
+)
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.config import Config
@@ -281,16 +290,12 @@ def overloaded(kind: str, table: str, rate: float, load: float, *, args: argpars
 
 def prefill(kind: str, directory: Path, table: str, tags: int, rows_per_tag: int) -> None:
     """Fill the run's empty table with ``rows_per_tag`` rows of each of the plant's tags, stamped
-    a month ago, in key order in one transaction (fast, and untimed): the steady state that every
-    measurement here starts from (see the module's doc)."""
-    if rows_per_tag <= 0:
-        return
-    month_ago = datetime.now(UTC) - timedelta(days=30)
-    values = sorted(simulated_values(tags * rows_per_tag, tags=tags, start=month_ago))
-    if kind == "postgresql":
-        plain_copy(table, values, batch=len(values))
-    else:
-        plain_sqlite(directory / "tags.db", values, batch=len(values))
+    before anything else it will hold (untimed): the steady state every measurement here starts
+    from (see the module's doc)."""
+    values = steady_state_rows(
+        plant_names(tags, GROUPS), rows_per_tag, datetime.now(UTC) - timedelta(days=30)
+    )
+    fill_table(kind, table if kind == "postgresql" else directory / "tags.db", values)
 
 
 def alone_on(
@@ -330,7 +335,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--tags", type=int, default=3491, help="the simulated plant's tags (10 groups)")
     parser.add_argument(
-        "--fill", type=int, default=200, help="rows per tag in every table before it is timed"
+        "--fill", type=int, default=STEADY_ROWS_PER_TAG, help="rows per tag in every table before it is timed"
     )
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     parser.add_argument(

@@ -77,8 +77,9 @@ def sink_section(kind: str, directory: Path, table: str = "TAG_DATA") -> dict[st
 
 
 def plain_sqlite(path: Path, values: list[TagValue], batch: int = 500) -> float:
-    """Values per second of plain ``executemany`` of ready-made rows into a fresh SQLite table with
-    the project's schema and pragmas, one transaction per batch: the baseline the benchmarks divide by."""
+    """Values per second of plain ``executemany`` of ready-made rows into a SQLite table with the
+    project's schema and pragmas (made if the file is new), one transaction per batch: the baseline
+    the benchmarks divide by."""
     from collector.sinks.sqlite import ddl, sqlite_row
 
     rows = [sqlite_row(v) for v in values]
@@ -86,6 +87,7 @@ def plain_sqlite(path: Path, values: list[TagValue], batch: int = 500) -> float:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(ddl())
+    stored = conn.execute("SELECT count(*) FROM TAG_DATA").fetchone()[0]
     insert = (
         "INSERT INTO TAG_DATA (tag_name, tag_value, tag_value_text, timestamp, quality) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag_name, timestamp) DO NOTHING"
@@ -96,7 +98,7 @@ def plain_sqlite(path: Path, values: list[TagValue], batch: int = 500) -> float:
         conn.executemany(insert, rows[i : i + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
-    assert conn.execute("SELECT count(*) FROM TAG_DATA").fetchone()[0] == len(rows)
+    assert conn.execute("SELECT count(*) FROM TAG_DATA").fetchone()[0] == stored + len(rows)
     conn.close()
     return len(rows) / elapsed
 
@@ -114,6 +116,7 @@ def plain_copy(table: str, values: list[TagValue], batch: int = 500) -> float:
 
     rows = [pg_row(v) for v in values]
     with psycopg.connect(PG_DSN) as conn:
+        stored = count_rows(conn, table)
         started = time.perf_counter()
         for i in range(0, len(rows), batch):
             statement = f"COPY {table} ({PG_COLUMNS}) FROM STDIN".encode()
@@ -122,9 +125,50 @@ def plain_copy(table: str, values: list[TagValue], batch: int = 500) -> float:
                     copy.write_row(row)
             conn.commit()
         elapsed = time.perf_counter() - started
-        count = conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()
-    assert count is not None and count[0] == len(rows)
+        assert count_rows(conn, table) == stored + len(rows)
     return len(rows) / elapsed
+
+
+def count_rows(conn: Any, table: str) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+STEADY_ROWS_PER_TAG = 200
+"""Rows per tag a table is filled with before it is timed. An insert's cost depends on how many
+rows each tag already has: a batch's rows land in as many places of the primary key (tag,
+timestamp) as it has tags, and every page they change is written to the database's log at commit.
+Into SQLite the rate falls four- to fivefold from a fresh table to about 150 rows per tag, then
+stays (docs/benchmarks.md, "A table's steady state"); a plant's table is past that within minutes
+and stays there for the rest of its life."""
+
+
+def plant_names(tags: int, groups: int = 10) -> list[str]:
+    """The tag names the service's simulator gives a plant of ``tags`` tags in ``groups`` groups."""
+    from collector.sources.simulator import split_tags, tag_name
+
+    return [
+        tag_name(group, tag) for group, size in enumerate(split_tags(tags, groups)) for tag in range(size)
+    ]
+
+
+def steady_state_rows(names: list[str], rows_per_tag: int, end: datetime) -> list[TagValue]:
+    """``rows_per_tag`` values of each name, one a second up to ``end``, in key order: what a table
+    is filled with before it is timed (see :data:`STEADY_ROWS_PER_TAG`)."""
+    stamps = [end - timedelta(seconds=rows_per_tag - i) for i in range(rows_per_tag)]
+    return [TagValue(name, float(i), stamp) for name in sorted(names) for i, stamp in enumerate(stamps)]
+
+
+def fill_table(kind: str, target: Path | str, values: list[TagValue]) -> None:
+    """Insert ``values`` untimed in one transaction: into the SQLite file ``target`` (made with the
+    project's schema if new) or the PostgreSQL table ``target``."""
+    if not values:
+        return
+    if kind == "postgresql":
+        plain_copy(str(target), values, batch=len(values))
+    else:
+        plain_sqlite(Path(target), values, batch=len(values))
 
 
 class _Drainable(Protocol):

@@ -48,7 +48,10 @@ CASES = {
             r"CPU: [\d.]+ us per value \([\d.]+ % of one core after warm-up",
         ],
     ),
-    "bench_replay.py": (["--values", "3000"], [r"replay, empty table, 1 writer\(s\): +[\d,]+ values/s"]),
+    "bench_replay.py": (
+        ["--values", "3000", "--fill", "3"],
+        [r"holds 3 rows per tag", r"replay, rows new, 1 writer\(s\): +[\d,]+ values/s"],
+    ),
     "bench_prototype.py": (
         ["--seconds", "2", "--warmup-s", "1"],
         [r"CPU: [\d.]+ us per value \([\d.]+ % of one core\) +values: generated \d+, written \d+"],
@@ -118,8 +121,8 @@ POSTGRES_CASES = {
         [r"ratio \d+\.\d\d .* counts match"],
     ),
     "bench_replay.py": (
-        ["--sink", "postgresql", "--values", "3000", "--workers", "2"],
-        [r"plain COPY: +[\d,]+ values/s", r"replay, empty table, 2 writer\(s\): +[\d,]+ values/s"],
+        ["--sink", "postgresql", "--values", "3000", "--workers", "2", "--fill", "3"],
+        [r"plain COPY: +[\d,]+ values/s", r"replay, rows new, 2 writer\(s\): +[\d,]+ values/s"],
     ),
     "bench_mqtt.py": (
         ["--sink", "postgresql", "--values", "3000"],
