@@ -24,11 +24,20 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PostgresScratchTable, machine, sink_section
+from bench.common import (
+    STEADY_ROWS_PER_TAG,
+    PostgresScratchTable,
+    fill_table,
+    machine,
+    plant_names,
+    sink_section,
+    steady_state_rows,
+)
 from collector.config import Config
 from collector.model import TagValue
 from collector.service import CollectorService
@@ -93,6 +102,10 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
     scratch = PostgresScratchTable("bench_endurance") if args.sink == "postgresql" else None
     with tempfile.TemporaryDirectory() as tmp:
         config = config_for(args, Path(tmp), scratch.name if scratch else "TAG_DATA")
+        if args.sink != "null":
+            month_ago = datetime.now(UTC) - timedelta(days=30)
+            fill = steady_state_rows(plant_names(SPEC_TAGS * args.load), args.fill, month_ago)
+            fill_table(args.sink, scratch.name if scratch else Path(tmp) / "tags.db", fill)
         service = CollectorService(config, sink=NullSink() if args.sink == "null" else None)
         if args.tracemalloc:
             tracemalloc.start()
@@ -160,6 +173,9 @@ def main() -> None:
     parser.add_argument("--sink", choices=["sqlite", "postgresql", "null"], default="sqlite")
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=30.0)
+    parser.add_argument(
+        "--fill", type=int, default=STEADY_ROWS_PER_TAG, help="rows per tag the table holds before the run"
+    )
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of memory over time")
     parser.add_argument("--csv", type=Path, default=None, help="write the samples as CSV")
     parser.add_argument(
@@ -179,7 +195,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(
         f"load: {rate} values/s into {args.sink} for {args.seconds:.0f} s,"
-        f" sampled every {args.sample_s:.0f} s, write-ahead log {args.wal}"
+        f" sampled every {args.sample_s:.0f} s, write-ahead log {args.wal},"
+        f" the table holding {args.fill} rows per tag first"
     )
     samples = run(args)
     steady = [s for s in samples if s["t"] >= args.warmup_s]

@@ -1,6 +1,6 @@
 """The bare prototype of the collector's flow, to compare CPU per value with the whole service.
 
-    python3 bench/bench_prototype.py [--seconds 120] [--load 1] [--warmup-s 10]
+    python3 bench/bench_prototype.py [--seconds 120] [--load 1] [--warmup-s 10] [--fill 200]
 
 The same simulated plant as ``bench_endurance.py`` (the service's own simulator, 3 491 tags in 10
 groups, polled every second, onto a DataQueue), and one consumer thread that does only what the
@@ -9,7 +9,9 @@ write them with ``executemany`` in one transaction into SQLite (WAL, synchronous
 collector's table and index). No buffer accounting, no write-ahead log, no metrics, no traces, no
 logging, no retries, no backups. Prints the process's CPU time per value and its share of one core
 after ``--warmup-s``, the figure ``bench_endurance.py --no-tracemalloc`` prints for the whole
-service.
+service. Both fill the table with ``--fill`` rows per tag first (bench/common.py,
+``STEADY_ROWS_PER_TAG``): SQLite's own inserts, most of the figure, cost several times more once each
+tag has a page of rows, and a plant's table is in that state for all but its first minutes.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_endurance import SPEC_TAGS, cpu_seconds
-from bench.common import machine
+from bench.common import STEADY_ROWS_PER_TAG, fill_table, machine, plant_names, steady_state_rows
 from collector.model import PollingData
 from collector.sinks.sqlite import ddl
 from collector.sources.simulator import Simulator, split_tags
@@ -75,15 +78,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--load", type=int, default=1, help="multiple of the specification's 3 491 values/s")
     parser.add_argument("--warmup-s", type=float, default=10.0, help="not measured")
+    parser.add_argument(
+        "--fill", type=int, default=STEADY_ROWS_PER_TAG, help="rows per tag the table holds before the run"
+    )
     args = parser.parse_args()
     rate = SPEC_TAGS * args.load
     print(f"machine: {machine()}")
-    print(f"bare prototype: {rate} values/s into sqlite for {args.seconds:.0f} s")
+    print(
+        f"bare prototype: {rate} values/s into sqlite for {args.seconds:.0f} s,"
+        f" the table holding {args.fill} rows per tag first"
+    )
     data_queue: queue.Queue[object] = queue.Queue()
     simulator = Simulator(data_queue, groups=10, tags_per_group=split_tags(rate, 10))
     stop = threading.Event()
     counts = [0]
     with tempfile.TemporaryDirectory() as tmp:
+        month_ago = datetime.now(UTC) - timedelta(days=30)
+        fill_table(
+            "sqlite", Path(tmp) / "tags.db", steady_state_rows(plant_names(rate), args.fill, month_ago)
+        )
         consumer = threading.Thread(
             target=consume, args=(data_queue, Path(tmp) / "tags.db", stop, counts), name="consumer"
         )

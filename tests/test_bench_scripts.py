@@ -42,6 +42,7 @@ CASES = {
             "--warmup-s",
             "1",
             "--no-tracemalloc",
+            *("--fill", "3"),
         ],
         [
             r"resident set after warm-up: [\d.]+ \.\. [\d.]+ MiB, slope [-+][\d.]+ MiB/hour",
@@ -53,7 +54,7 @@ CASES = {
         [r"holds 3 rows per tag", r"replay, rows new, 1 writer\(s\): +[\d,]+ values/s"],
     ),
     "bench_prototype.py": (
-        ["--seconds", "2", "--warmup-s", "1"],
+        ["--seconds", "2", "--warmup-s", "1", "--fill", "3"],
         [r"CPU: [\d.]+ us per value \([\d.]+ % of one core\) +values: generated \d+, written \d+"],
     ),
     "bench_overload.py": (
