@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import os
 import resource
 import sys
@@ -97,15 +98,30 @@ def config_for(args: argparse.Namespace, directory: Path, table: str) -> Config:
     )
 
 
+def fill_steady(kind: str, target: Path | str, tags: int, rows_per_tag: int) -> None:
+    """The table holds ``rows_per_tag`` rows of each of the plant's tags, stamped a month ago."""
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    fill_table(kind, target, steady_state_rows(plant_names(tags), rows_per_tag, month_ago))
+
+
 def run(args: argparse.Namespace) -> list[dict[str, float]]:
     samples: list[dict[str, float]] = []
     scratch = PostgresScratchTable("bench_endurance") if args.sink == "postgresql" else None
     with tempfile.TemporaryDirectory() as tmp:
         config = config_for(args, Path(tmp), scratch.name if scratch else "TAG_DATA")
         if args.sink != "null":
-            month_ago = datetime.now(UTC) - timedelta(days=30)
-            fill = steady_state_rows(plant_names(SPEC_TAGS * args.load), args.fill, month_ago)
-            fill_table(args.sink, scratch.name if scratch else Path(tmp) / "tags.db", fill)
+            # In a process of its own, so that this one's memory, the figure, never held the rows.
+            filler = multiprocessing.get_context("spawn").Process(
+                target=fill_steady,
+                args=(
+                    args.sink,
+                    scratch.name if scratch else Path(tmp) / "tags.db",
+                    SPEC_TAGS * args.load,
+                    args.fill,
+                ),
+            )
+            filler.start()
+            filler.join()
         service = CollectorService(config, sink=NullSink() if args.sink == "null" else None)
         if args.tracemalloc:
             tracemalloc.start()

@@ -70,6 +70,10 @@ CASES = {
             r"at 3x over 1 runs: .* median \d+\.\d\d",
         ],
     ),
+    "bench_table_state.py": (
+        ["--tags", "300", "--rows-per-tag", "40"],
+        [r"rows per tag +0 to +20: +[\d,]+ values/s", r"rows per tag +20 to +40: +[\d,]+ values/s"],
+    ),
     "bench_cpu_sharing.py": (
         ["--rows", "5000"],
         [
@@ -128,6 +132,10 @@ POSTGRES_CASES = {
     "bench_mqtt.py": (
         ["--sink", "postgresql", "--values", "3000"],
         [r"MQTT, QoS 1, ack after accept: +[\d,]+ values/s +ratio \d+\.\d\d"],
+    ),
+    "bench_table_state.py": (
+        ["--sink", "postgresql", "--tags", "300", "--rows-per-tag", "20"],
+        [r"rows per tag +0 to +20: +[\d,]+ values/s"],
     ),
     "bench_postgres_sink.py": (
         ["--values", "2000", "--repeat", "1"],
