@@ -5,8 +5,8 @@
 The same simulated plant as ``bench_endurance.py`` (the service's own simulator, 3 491 tags in 10
 groups, polled every second, onto a DataQueue), and one consumer thread that does only what the
 flow needs: take a poll off the queue, append its rows to a list, and every 500 rows (or 0.5 s)
-write them with ``executemany`` in one transaction into SQLite (WAL, synchronous=FULL, the
-collector's table and index). No buffer accounting, no write-ahead log, no metrics, no traces, no
+write them with ``executemany`` in one transaction into SQLite (the collector's own connection
+settings, table and index). No buffer accounting, no write-ahead log, no metrics, no traces, no
 logging, no retries, no backups. Prints the process's CPU time per value and its share of one core
 after ``--warmup-s``, the figure ``bench_endurance.py --no-tracemalloc`` prints for the whole
 service. Both fill the table with ``--fill`` rows per tag first (bench/common.py,
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_endurance import SPEC_TAGS, cpu_seconds
 from bench.common import STEADY_ROWS_PER_TAG, fill_table, machine, plant_names, steady_state_rows
 from collector.model import PollingData
-from collector.sinks.sqlite import ddl
+from collector.sinks.sqlite import configure_connection, ddl
 from collector.sources.simulator import Simulator, split_tags
 
 BATCH = 500
@@ -43,8 +43,7 @@ INSERT = (
 
 def consume(data_queue: queue.Queue[object], path: Path, stop: threading.Event, counts: list[int]) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    configure_connection(conn)  # the collector's own settings
     conn.executescript(ddl())
     rows: list[tuple[object, ...]] = []
     due = time.monotonic() + FLUSH_S

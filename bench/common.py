@@ -80,12 +80,11 @@ def plain_sqlite(path: Path, values: list[TagValue], batch: int = 500) -> float:
     """Values per second of plain ``executemany`` of ready-made rows into a SQLite table with the
     project's schema and pragmas (made if the file is new), one transaction per batch: the baseline
     the benchmarks divide by."""
-    from collector.sinks.sqlite import ddl, sqlite_row
+    from collector.sinks.sqlite import configure_connection, ddl, sqlite_row
 
     rows = [sqlite_row(v) for v in values]
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    configure_connection(conn)
     conn.executescript(ddl())
     stored = conn.execute("SELECT count(*) FROM TAG_DATA").fetchone()[0]
     insert = (

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from collector.model import TagValue
 from collector.sinks.base import ColumnSpec, PermanentSinkError
-from collector.sinks.sqlite import SqliteSink, ddl, sqlite_columns, sqlite_row
+from collector.sinks.sqlite import WAL_AUTOCHECKPOINT_PAGES, SqliteSink, ddl, sqlite_columns, sqlite_row
 
 STAMP = datetime(2026, 11, 28, 21, 0, 0, 123456, tzinfo=UTC)
 
@@ -38,6 +38,13 @@ def test_creates_its_table_in_wal_mode_on_first_use(sink):
     indexes = {r[1] for r in conn.execute("PRAGMA index_list(TAG_DATA)")}
     assert "TAG_DATA_timestamp_ix" in indexes
     conn.close()
+
+
+def test_its_connection_checkpoints_the_log_every_ten_thousand_pages(sink):
+    sink.ping()
+    assert sink._conn is not None
+    pages = sink._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    assert pages == WAL_AUTOCHECKPOINT_PAGES == 10_000
 
 
 def test_values_land_in_their_columns_exactly(sink):
