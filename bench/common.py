@@ -138,7 +138,7 @@ STEADY_ROWS_PER_TAG = 200
 """Rows per tag a table is filled with before it is timed. An insert's cost depends on how many
 rows each tag already has: a batch's rows land in as many places of the primary key (tag,
 timestamp) as it has tags, and every page they change is written to the database's log at commit.
-Into SQLite the rate falls four- to fivefold from a fresh table to about 150 rows per tag, then
+Into SQLite the rate falls about fourfold from a fresh table to 150 to 200 rows per tag, then
 stays (docs/benchmarks.md, "A table's steady state"); a plant's table is past that within minutes
 and stays there for the rest of its life."""
 
