@@ -25,7 +25,6 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,11 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     STEADY_ROWS_PER_TAG,
     PostgresScratchTable,
-    fill_table,
+    fill_plant,
     machine,
-    plant_names,
     sink_section,
-    steady_state_rows,
 )
 from collector.config import Config
 from collector.model import TagValue
@@ -98,12 +95,6 @@ def config_for(args: argparse.Namespace, directory: Path, table: str) -> Config:
     )
 
 
-def fill_steady(kind: str, target: Path | str, tags: int, rows_per_tag: int) -> None:
-    """The table holds ``rows_per_tag`` rows of each of the plant's tags, stamped a month ago."""
-    month_ago = datetime.now(UTC) - timedelta(days=30)
-    fill_table(kind, target, steady_state_rows(plant_names(tags), rows_per_tag, month_ago))
-
-
 def run(args: argparse.Namespace) -> list[dict[str, float]]:
     samples: list[dict[str, float]] = []
     scratch = PostgresScratchTable("bench_endurance") if args.sink == "postgresql" else None
@@ -112,7 +103,7 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
         if args.sink != "null":
             # In a process of its own, so that this one's memory, the figure, never held the rows.
             filler = multiprocessing.get_context("spawn").Process(
-                target=fill_steady,
+                target=fill_plant,
                 args=(
                     args.sink,
                     scratch.name if scratch else Path(tmp) / "tags.db",

@@ -52,11 +52,9 @@ from bench.common import (
     PG_DSN,
     STEADY_ROWS_PER_TAG,
     PostgresScratchTable,
-    fill_table,
+    fill_plant,
     machine,
-    plant_names,
     sink_section,
-    steady_state_rows,
 )
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
@@ -167,9 +165,13 @@ def config_for(
     )
 
 
-ALONE_CPU: list[float] = []
-"""Share of one core each measurement of the sink alone used: with the overloaded runs' own CPU,
-what says whether the machine has the cores for both the producer and the sink at full rate."""
+@dataclass(frozen=True, slots=True)
+class Alone:
+    """The sink's own pipeline rate, and the share of one core the process used meanwhile (beside
+    the overloaded runs' CPU, it says whether the machine has the cores for both at full rate)."""
+
+    rate: float
+    cpu: float
 
 
 def sink_alone(
@@ -178,7 +180,7 @@ def sink_alone(
     table: str,
     values: list[TagValue],
     workers: int | None,
-) -> float:
+) -> Alone:
     """Values/s the pipeline puts into the table with nothing else running."""
     config = config_for(kind, directory, table, GROUPS * 10, workers)
     count = writer_workers(config.writer.workers, "workers" in config.writer.model_fields_set, kind)
@@ -201,12 +203,12 @@ def sink_alone(
     while writer.stats().written < len(values):
         time.sleep(0.001)
     elapsed = time.perf_counter() - started
-    ALONE_CPU.append((cpu_seconds() - cpu0) / elapsed)
+    cpu = (cpu_seconds() - cpu0) / elapsed
     writer.stop()
     sink.close()
     stats = writer.stats()
     assert stats.written == len(values) and stats.backed_up == 0, stats
-    return len(values) / elapsed
+    return Alone(len(values) / elapsed, cpu)
 
 
 def table_rows(kind: str, directory: Path, table: str) -> int:
@@ -289,13 +291,9 @@ def overloaded(kind: str, table: str, rate: float, load: float, *, args: argpars
 
 
 def prefill(kind: str, directory: Path, table: str, tags: int, rows_per_tag: int) -> None:
-    """Fill the run's empty table with ``rows_per_tag`` rows of each of the plant's tags, stamped
-    before anything else it will hold (untimed): the steady state every measurement here starts
-    from (see the module's doc)."""
-    values = steady_state_rows(
-        plant_names(tags, GROUPS), rows_per_tag, datetime.now(UTC) - timedelta(days=30)
-    )
-    fill_table(kind, table if kind == "postgresql" else directory / "tags.db", values)
+    """Fill the run's empty table to the steady state every measurement here starts from (see the
+    module's doc), untimed."""
+    fill_plant(kind, table if kind == "postgresql" else directory / "tags.db", tags, rows_per_tag)
 
 
 def alone_on(
@@ -304,7 +302,7 @@ def alone_on(
     """The sink's own pipeline rate into the run's table: ``--alone-values`` values of the plant's
     tags, stamped ``days`` from now (before or after the run's own), nothing else running."""
     values = simulated_values(args.alone_values, tags=tags, start=datetime.now(UTC) + timedelta(days=days))
-    return sink_alone(kind, directory, table, values, args.workers)
+    return sink_alone(kind, directory, table, values, args.workers).rate
 
 
 def describe(run: Run) -> str:
@@ -363,7 +361,7 @@ def main() -> int:
     scratch = PostgresScratchTable("bench_overload") if args.sink == "postgresql" else None
     table = scratch.name if scratch is not None else "TAG_DATA"
 
-    def alone() -> float:
+    def alone() -> Alone:
         if scratch is not None:
             scratch.truncate()
         with tempfile.TemporaryDirectory() as tmp:
@@ -371,13 +369,14 @@ def main() -> int:
             return sink_alone(args.sink, Path(tmp), table, values, args.workers)
 
     try:
-        # The offered rate is set once, from a first measurement on a fresh table, so every run
-        # gets the same configuration; each run is then compared with the sink's rate measured
-        # right after it on the table it filled.
-        calibration = alone()
+        # The offered rate is set once, from a first measurement, so every run gets the same
+        # configuration; each run is then compared with the sink's rate into its own table,
+        # measured just before and just after it.
+        first = alone()
+        calibration = first.rate
         print(
             f"sink alone (pipeline, {args.alone_values:,} values): {calibration:>9,.0f} values/s,"
-            f" CPU {ALONE_CPU[-1] * 100:.0f}% of one core"
+            f" CPU {first.cpu * 100:.0f}% of one core"
         )
         runs: list[Run] = []
         for load in [args.load] * args.runs + list(args.sweep):

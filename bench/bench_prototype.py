@@ -23,13 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_endurance import SPEC_TAGS, cpu_seconds
-from bench.common import STEADY_ROWS_PER_TAG, fill_table, machine, plant_names, steady_state_rows
+from bench.common import STEADY_ROWS_PER_TAG, fill_plant, machine
 from collector.model import PollingData
 from collector.sinks.sqlite import configure_connection, ddl
 from collector.sources.simulator import Simulator, split_tags
@@ -92,10 +91,7 @@ def main() -> None:
     stop = threading.Event()
     counts = [0]
     with tempfile.TemporaryDirectory() as tmp:
-        month_ago = datetime.now(UTC) - timedelta(days=30)
-        fill_table(
-            "sqlite", Path(tmp) / "tags.db", steady_state_rows(plant_names(rate), args.fill, month_ago)
-        )
+        fill_plant("sqlite", Path(tmp) / "tags.db", rate, args.fill)
         consumer = threading.Thread(
             target=consume, args=(data_queue, Path(tmp) / "tags.db", stop, counts), name="consumer"
         )

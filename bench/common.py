@@ -159,6 +159,13 @@ def steady_state_rows(names: list[str], rows_per_tag: int, end: datetime) -> lis
     return [TagValue(name, float(i), stamp) for name in sorted(names) for i, stamp in enumerate(stamps)]
 
 
+def fill_plant(kind: str, target: Path | str, tags: int, rows_per_tag: int) -> None:
+    """Fill ``target`` (see :func:`fill_table`) with ``rows_per_tag`` rows of each tag of the
+    simulator's plant of ``tags`` tags, stamped a month ago: a table in its steady state."""
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    fill_table(kind, target, steady_state_rows(plant_names(tags), rows_per_tag, month_ago))
+
+
 def fill_table(kind: str, target: Path | str, values: list[TagValue]) -> None:
     """Insert ``values`` untimed in one transaction: into the SQLite file ``target`` (made with the
     project's schema if new) or the PostgreSQL table ``target``."""
