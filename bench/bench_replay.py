@@ -42,13 +42,13 @@ from bench.common import (
     steady_state_rows,
 )
 from collector.backup import CsvSpool
-from collector.config import Config, PostgresSinkConfig, SinkConfig, SqliteSinkConfig
+from collector.config import PostgresSinkConfig, SinkConfig, SqliteSinkConfig
 from collector.inventory import ContentsCache
 from collector.model import TagValue
 from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
 from collector.sinks.base import KeyLookup, Sink
-from collector.sinks.factory import build_sink
+from collector.sinks.factory import REPLAY_WRITERS_BY_SINK, build_sink
 from collector.sinks.sqlite import SqliteKeyLookup
 from collector.spool_format import backup_rows
 
@@ -145,7 +145,12 @@ def main() -> int:
     )
     parser.add_argument("--sink", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--values", type=int, default=200_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, Config().writer.workers}))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        help="writer threads to replay with (default: 1, 2 and the sink's own default)",
+    )
     parser.add_argument(
         "--fill",
         type=int,
@@ -153,6 +158,8 @@ def main() -> int:
         help="rows per tag the table holds before each replay and the reference (0: a fresh table)",
     )
     args = parser.parse_args()
+    if not args.workers:
+        args.workers = sorted({1, 2, REPLAY_WRITERS_BY_SINK[args.sink]})
     values = plant_values(args.values)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import csv
+import io
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import collector.recovery.commands as commands_module
+import collector.recovery.replay as replay_module
+from collector.config import Config
 from collector.model import TagValue
+from collector.recovery.commands import replay_command
 from collector.recovery.files import resume_path
-from collector.recovery.replay import ExitCode, Outcome, Replayer
+from collector.recovery.reader import Chunk
+from collector.recovery.replay import ExitCode, Outcome, Replayer, ReplayReport
 from collector.retry import RetryPolicy
 from collector.sinks.base import PermanentSinkError, Sink, TransientSinkError, WriteResult
 from collector.sinks.sqlite import SqliteSink, ddl
@@ -170,3 +177,93 @@ def test_an_interrupted_parallel_replay_keeps_its_place(tmp_path: Path) -> None:
 def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         Replayer(lambda: SqliteSink(tmp_path / "tags.db"), workers=0)
+
+
+class ReadWatching:
+    """A real SQLite sink whose first batch waits (at most ``timeout`` seconds) until the replay
+    has read the chunk after it: the proof that the file is read while the writer writes."""
+
+    def __init__(self, inner: Sink, second_read: threading.Event, timeout: float = 10.0) -> None:
+        self.inner = inner
+        self.system_name = inner.system_name
+        self.table = inner.table
+        self._second_read = second_read
+        self._timeout = timeout
+        self.first_waited: bool | None = None
+        self.threads: set[str] = set()
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        if self.first_waited is None:
+            self.first_waited = self._second_read.wait(self._timeout)
+        self.threads.add(threading.current_thread().name)
+        return self.inner.write(batch)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_one_writer_writes_while_the_next_batch_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "tags.db"
+    values = sample_values(4 * BATCH)
+    path = write_backup(tmp_path / "backup", values)
+    second_read = threading.Event()
+    real_chunks = replay_module.chunks
+
+    def counted_chunks(*args: object, **kwargs: object) -> Iterator[Chunk]:
+        for number, chunk in enumerate(real_chunks(*args, **kwargs), start=1):  # type: ignore[arg-type]
+            if number == 2:
+                second_read.set()
+            yield chunk
+
+    monkeypatch.setattr(replay_module, "chunks", counted_chunks)
+    sink = ReadWatching(SqliteSink(db), second_read)
+    (done,) = Replayer(lambda: sink, batch_size=BATCH, workers=1).run([path]).files
+
+    assert sink.first_waited is True, "the second batch was not read while the first was written"
+    assert len(sink.threads) == 1 and threading.current_thread().name not in sink.threads
+    assert (done.outcome, done.written) == (Outcome.REPLAYED, 4 * BATCH)
+    assert_table_matches(db, expected_rows(values))
+
+
+@pytest.mark.parametrize(
+    ("sink", "writer", "expected"),
+    [
+        ({"type": "sqlite"}, {}, 1),
+        ({"type": "sqlite"}, {"workers": 3}, 3),
+        ({"type": "postgresql", "dsn": "host=db"}, {}, 4),
+        ({"type": "postgresql", "dsn": "host=db"}, {"workers": 2}, 2),
+    ],
+)
+def test_replay_writers_are_the_measured_default_unless_configured(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sink: dict[str, str],
+    writer: dict[str, int],
+    expected: int,
+) -> None:
+    write_backup(tmp_path / "backup", sample_values(10))
+    config = Config.model_validate(
+        {
+            "sink": {**sink, "path": str(tmp_path / "tags.db")} if sink["type"] == "sqlite" else sink,
+            "writer": writer,
+            "backup": {"dir": str(tmp_path / "backup")},
+        }
+    )
+    asked: list[int] = []
+
+    class Recording(Replayer):
+        def __init__(self, *args: Any, workers: int = 1, **kwargs: Any) -> None:
+            asked.append(workers)
+            super().__init__(*args, workers=workers, **kwargs)
+
+        def run(self, files: Sequence[Path], **kwargs: Any) -> ReplayReport:
+            return ReplayReport(dry_run=False)  # the count is what is looked at; nothing is written
+
+    monkeypatch.setattr(commands_module, "Replayer", Recording)
+    replay_command(config, [], out=io.StringIO())
+    assert asked == [expected]

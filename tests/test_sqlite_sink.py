@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from collector.model import TagValue
 from collector.sinks.base import ColumnSpec, PermanentSinkError
-from collector.sinks.sqlite import WAL_AUTOCHECKPOINT_PAGES, SqliteSink, ddl, sqlite_columns, sqlite_row
+from collector.sinks.sqlite import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    SqliteSink,
+    ddl,
+    sqlite_columns,
+    sqlite_row,
+    sqlite_timestamp,
+    sqlite_timestamps,
+)
 
 STAMP = datetime(2026, 11, 28, 21, 0, 0, 123456, tzinfo=UTC)
 
@@ -189,6 +197,22 @@ def test_a_batch_bound_column_by_column_is_every_row_bound_alone(
     expected = [sqlite_row(value) for value in batch]
     assert positions == list(range(len(batch))) and not rejected
     assert _same_params(params, [part for row in expected for part in row])
+
+
+@given(
+    seconds=st.lists(
+        st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)), min_size=1, max_size=3
+    ),
+    picks=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 999_999)), max_size=60),
+)
+def test_utc_stamps_sharing_their_second_are_spelled_as_each_alone(
+    seconds: list[datetime], picks: list[tuple[int, int]]
+) -> None:
+    # A few whole seconds (before 1970 too), many stamps within each: the case that spells only
+    # the microseconds after the first stamp of a second.
+    wholes = [second.replace(microsecond=0, tzinfo=UTC) for second in seconds]
+    stamps = [wholes[pick % len(wholes)] + timedelta(microseconds=micro) for pick, micro in picks]
+    assert sqlite_timestamps(stamps) == {stamp: sqlite_timestamp(stamp) for stamp in stamps}
 
 
 def test_a_value_no_column_can_hold_is_refused_alone() -> None:

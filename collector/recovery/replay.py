@@ -10,11 +10,11 @@ replay that stops part way (the database went away, Ctrl-C) saves where it got t
 one resumes there, so no rejected row is reported twice. A dry run reads and checks the same way
 and asks the database which keys it already holds, without writing anything.
 
-With ``workers`` above one, batches are written by that many threads while the file is read ahead
-(as the service's writers do), but they are settled in file order: the rejected file keeps the
-file's order, and the place a stopped replay resumes from is always the end of the last batch
-before which everything was written. A batch written after it is written again on resuming, which
-the primary key turns into rows already present.
+Batches are written by ``workers`` threads (one or more) while the calling thread reads the file
+ahead (as the service's writers take batches from its buffer), but they are settled in file order:
+the rejected file keeps the file's order, and the place a stopped replay resumes from is always the
+end of the last batch before which everything was written. A batch written after it is written
+again on resuming, which the primary key turns into rows already present.
 """
 
 from __future__ import annotations
@@ -433,15 +433,15 @@ class Replayer:
     def _written_in_order(
         self, sink: Sink, path: Path, pending_chunks: Iterator[Chunk]
     ) -> Generator[tuple[Chunk, WriteResult], None, None]:
-        """Each chunk with the result of writing it, in file order. With several workers, up to
-        twice ``workers`` chunks are written or wait to be while the next one is read (so a writer
-        that finishes finds the next batch ready, while the reading thread is busy reading, settling
-        in order behind a slower batch, or waiting for the interpreter); closing the iterator
-        (or a failure) abandons what is not yet settled and waits for the writers to return."""
-        if self._workers == 1:
-            for chunk in pending_chunks:
-                yield chunk, self._write(sink, _values(chunk), path, chunk)
-            return
+        """Each chunk with the result of writing it, in file order. The writers are threads of
+        their own, even when there is one: up to twice ``workers`` chunks are written or wait to be
+        while the calling thread reads the next one (so a writer that finishes finds the next batch
+        ready, while the reading thread is busy reading, settling in order behind a slower batch, or
+        waiting for the interpreter). With the file read on the calling thread while the one writer
+        waits for the database, a single writer into SQLite keeps 0.91 to 0.99 of plain
+        ``executemany`` where writing each batch as soon as it is read kept 0.83 to 0.86
+        (docs/benchmarks.md, "Replay"). Closing the iterator (or a failure) abandons what is not yet
+        settled and waits for the writers to return."""
         self._abandoned.clear()
         pool = ThreadPoolExecutor(self._workers, thread_name_prefix="replay-writer")
         in_flight: deque[tuple[Chunk, Future[WriteResult]]] = deque()

@@ -203,7 +203,16 @@ concurrent inserts, and four writers (within the pool of five) wrote about 1.3 t
 plain COPY connection does, against 1.1 with two; Oracle could not be measured here and keeps two."""
 
 
-def writer_workers(workers: int, explicitly_set: bool, sink_type: str) -> int:
+REPLAY_WRITERS_BY_SINK: dict[str, int] = {**WRITERS_BY_SINK, "sqlite": 1}
+"""Writer threads for ``collector replay`` when ``writer.workers`` is not set. Replay reads the file
+on a thread of its own, so a single SQLite writer already has the next batch ready when it commits;
+a second only contends with it for SQLite's one write lock (0.91 to 0.99 of plain ``executemany``
+with one, 0.87 with two, docs/benchmarks.md, "Replay")."""
+
+
+def writer_workers(
+    workers: int, explicitly_set: bool, sink_type: str, defaults: dict[str, int] = WRITERS_BY_SINK
+) -> int:
     """The writer threads to run: ``writer.workers`` if the configuration sets it, else the
-    measured default for the sink."""
-    return workers if explicitly_set else WRITERS_BY_SINK.get(sink_type, workers)
+    measured default for the sink (``defaults``: the service's, or :data:`REPLAY_WRITERS_BY_SINK`)."""
+    return workers if explicitly_set else defaults.get(sink_type, workers)
