@@ -35,6 +35,7 @@ from typing import BinaryIO, TypeVar
 
 from collector.backup import CsvSpool, SpoolError
 from collector.file_safety import FileModes
+from collector.gc_threshold import fewer_collections
 from collector.logs import log_event
 from collector.model import TagValue
 from collector.recovery.files import (
@@ -207,18 +208,19 @@ class Replayer:
         report = ReplayReport(dry_run=dry_run)
         stopped = False
         try:
-            for path in files:
-                if stopped:
-                    done = FileReport(
-                        path, Outcome.NOT_ATTEMPTED, detail="stopped by the database failure above"
-                    )
-                else:
-                    done = self._check(path) if dry_run else self._replay(path)
-                    stopped = done.outcome is Outcome.DATABASE
-                report.files.append(done)
-                self._log(done, dry_run)
-                if on_file is not None:
-                    on_file(done)
+            with fewer_collections():
+                for path in files:
+                    if stopped:
+                        done = FileReport(
+                            path, Outcome.NOT_ATTEMPTED, detail="stopped by the database failure above"
+                        )
+                    else:
+                        done = self._check(path) if dry_run else self._replay(path)
+                        stopped = done.outcome is Outcome.DATABASE
+                    report.files.append(done)
+                    self._log(done, dry_run)
+                    if on_file is not None:
+                        on_file(done)
         finally:
             self.close()
         return report
