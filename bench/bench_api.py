@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
-from collector.service import GIL_SWITCH_INTERVAL_S  # noqa: E402
+from collector.interpreter import GIL_SWITCH_INTERVAL_S  # noqa: E402
 
 ENDPOINTS = ("/healthz", "/readyz", "/metrics", "/api/v1/status")
 REFERENCE = "reference /metrics"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from collector.circuit import CircuitState
 from collector.circuit_timing import opening_times
 from collector.config import Config, MqttSourceConfig, SqliteSinkConfig
 from collector.file_safety import FileModes, private_file
+from collector.interpreter import BULK_FIRST_THRESHOLD, GIL_SWITCH_INTERVAL_S, InterpreterTuning
 from collector.inventory import ContentsCache, Inventory, scan
 from collector.logged_buffer import LoggedBuffer
 from collector.logs import RateLimiter, log_event
@@ -78,21 +78,13 @@ class ShutdownReport:
     snapshot: Snapshot
 
 
-GIL_SWITCH_INTERVAL_S = 0.0001
-"""The interpreter's switch interval while the service runs (Python's default is 5 ms). A writer
-that comes back from the database (every call that releases the interpreter lock does: a SQLite
-statement two or three times, a PostgreSQL round trip) waits for the lock until a busy producer
-thread has run this long. Under overload, rows/s into SQLite rose by about a quarter from 1 ms to
-0.1 ms in alternating runs (and by half from 5 ms to 1 ms before); at the specification's load the
-CPU per value is the same within the runs' noise (docs/benchmarks.md, "Overload")."""
-
-
 class CollectorService:
     """The whole pipeline: source -> intake -> buffer -> writer -> sink, with backups and stats.
 
     ``gil_switch_interval_s`` is set as the interpreter's switch interval from start to stop, if it
-    is shorter than the one in force (``None`` leaves the interpreter alone; an application that
-    embeds the service and tunes the interval itself passes ``None``).
+    is shorter than the one in force, and ``gc_first_threshold`` as the cyclic garbage collector's
+    first threshold, if it is higher (see :mod:`collector.interpreter`). ``None`` leaves the
+    interpreter alone: an application that embeds the service and tunes either itself passes it.
     """
 
     def __init__(
@@ -104,11 +96,11 @@ class CollectorService:
         listener: WriterListener | None = None,
         telemetry: Telemetry | None = None,
         gil_switch_interval_s: float | None = GIL_SWITCH_INTERVAL_S,
+        gc_first_threshold: int | None = BULK_FIRST_THRESHOLD,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
-        self._switch_interval = gil_switch_interval_s
-        self._switch_interval_before: float | None = None
+        self._interpreter = InterpreterTuning(gil_switch_interval_s, gc_first_threshold)
         buffer_cfg, writer_cfg, backup_cfg = config.buffer, config.writer, config.backup
         # Where the data goes, as an operator must find it: relative paths in the configuration are
         # resolved from the working directory, so the startup line and the status show them whole.
@@ -269,9 +261,7 @@ class CollectorService:
 
     def start(self) -> None:
         self._check_sink()
-        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
-            self._switch_interval_before = sys.getswitchinterval()
-            sys.setswitchinterval(self._switch_interval)
+        self._interpreter.apply()
         recovery = self._open_wal()
         self.writer.start()
         if self.wal is not None:
@@ -412,8 +402,7 @@ class CollectorService:
                 balanced=snapshot.balanced(),
             )
             self._stopped = ShutdownReport(pending, snapshot)
-            if self._switch_interval_before is not None:
-                sys.setswitchinterval(self._switch_interval_before)
+            self._interpreter.restore()
             return self._stopped
 
     def run(self, duration_s: float | None = None, *, install_signals: bool = True) -> ShutdownReport:

@@ -1,14 +1,17 @@
-"""Defaults the service chooses itself: writer threads per database, the switch interval."""
+"""Defaults the service chooses itself: writer threads per database, the switch interval, how often
+the cyclic garbage collector runs."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
 import pytest
 
 from collector.config import Config
-from collector.service import GIL_SWITCH_INTERVAL_S, CollectorService
+from collector.interpreter import BULK_FIRST_THRESHOLD, GIL_SWITCH_INTERVAL_S
+from collector.service import CollectorService
 from tests.fakes import MemorySink
 
 
@@ -40,6 +43,37 @@ def test_the_interval_is_short_while_the_service_runs_and_restored_after(tmp_pat
     finally:
         service.stop()
     assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+@pytest.fixture
+def default_collector() -> object:
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    yield
+    gc.set_threshold(*before)
+
+
+@pytest.mark.usefixtures("default_collector")
+def test_the_collector_runs_less_often_while_the_service_runs_and_as_before_after(
+    tmp_path: Path,
+) -> None:
+    service = CollectorService(_config(tmp_path))
+    service.start()
+    try:
+        assert gc.get_threshold() == (BULK_FIRST_THRESHOLD, 10, 10)
+    finally:
+        service.stop()
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+@pytest.mark.usefixtures("default_collector")
+def test_an_embedding_application_can_keep_its_own_collector_settings(tmp_path: Path) -> None:
+    service = CollectorService(_config(tmp_path), gc_first_threshold=None)
+    service.start()
+    try:
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        service.stop()
 
 
 @pytest.mark.usefixtures("default_interval")

@@ -35,7 +35,7 @@ from typing import BinaryIO, TypeVar
 
 from collector.backup import CsvSpool, SpoolError
 from collector.file_safety import FileModes
-from collector.gc_threshold import fewer_collections
+from collector.interpreter import fewer_collections
 from collector.logs import log_event
 from collector.model import TagValue
 from collector.recovery.files import (

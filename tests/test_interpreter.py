@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.gc_threshold import BULK_FIRST_THRESHOLD, fewer_collections
+from collector.interpreter import BULK_FIRST_THRESHOLD, fewer_collections
 from collector.model import TagValue
 from collector.recovery.replay import Outcome, Replayer
 from collector.sinks.base import WriteResult
