@@ -52,6 +52,7 @@ from bench.common import (
     PG_DSN,
     STEADY_ROWS_PER_TAG,
     PostgresScratchTable,
+    as_the_service_runs,
     fill_plant,
     machine,
     sink_section,
@@ -59,7 +60,7 @@ from bench.common import (
 from collector.backup import CsvSpool
 from collector.buffer import TagBuffer
 from collector.config import Config
-from collector.interpreter import GIL_SWITCH_INTERVAL_S, fewer_collections
+from collector.interpreter import GIL_SWITCH_INTERVAL_S
 from collector.inventory import ContentsCache, scan
 from collector.model import TagValue
 from collector.service import CollectorService
@@ -199,7 +200,7 @@ def sink_alone(
     )
     writer.start()
     # With the interpreter's settings the service runs with, so that the two compare like with like.
-    with fewer_collections():
+    with as_the_service_runs():
         started, cpu0 = time.perf_counter(), cpu_seconds()
         for start in range(0, len(values), 1000):
             buffer.put_many(values[start : start + 1000])
