@@ -440,7 +440,7 @@ class Replayer:
         while the calling thread reads the next one (so a writer that finishes finds the next batch
         ready, while the reading thread is busy reading, settling in order behind a slower batch, or
         waiting for the interpreter). With the file read on the calling thread while the one writer
-        waits for the database, a single writer into SQLite keeps 0.91 to 0.99 of plain
+        waits for the database, a single writer into SQLite keeps 0.93 to 0.96 of plain
         ``executemany`` where writing each batch as soon as it is read kept 0.83 to 0.86
         (docs/benchmarks.md, "Replay"). Closing the iterator (or a failure) abandons what is not yet
         settled and waits for the writers to return."""

@@ -206,8 +206,8 @@ plain COPY connection does, against 1.1 with two; Oracle could not be measured h
 REPLAY_WRITERS_BY_SINK: dict[str, int] = {**WRITERS_BY_SINK, "sqlite": 1}
 """Writer threads for ``collector replay`` when ``writer.workers`` is not set. Replay reads the file
 on a thread of its own, so a single SQLite writer already has the next batch ready when it commits;
-a second only contends with it for SQLite's one write lock (0.91 to 0.99 of plain ``executemany``
-with one, 0.87 with two, docs/benchmarks.md, "Replay")."""
+a second only contends with it for SQLite's one write lock (0.93 to 0.96 of plain ``executemany``
+with one, 0.82 to 0.90 with two, docs/benchmarks.md, "Replay")."""
 
 
 def writer_workers(
