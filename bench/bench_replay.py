@@ -49,7 +49,7 @@ from collector.model import TagValue
 from collector.recovery.progress import NoProgress
 from collector.recovery.replay import Replayer
 from collector.sinks.base import KeyLookup, Sink
-from collector.sinks.factory import REPLAY_WRITERS_BY_SINK, build_sink
+from collector.sinks.factory import WRITERS_BY_SINK, build_sink
 from collector.sinks.sqlite import SqliteKeyLookup
 from collector.spool_format import backup_rows
 
@@ -160,7 +160,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if not args.workers:
-        args.workers = sorted({1, 2, REPLAY_WRITERS_BY_SINK[args.sink]})
+        args.workers = sorted({1, 2, WRITERS_BY_SINK[args.sink]})
     values = plant_values(args.values)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -89,7 +89,7 @@ def test_an_embedding_application_can_keep_its_own(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sink", "writer", "expected"),
     [
-        ({"type": "sqlite"}, {}, 2),
+        ({"type": "sqlite"}, {}, 1),
         ({"type": "postgresql", "dsn": "host=db"}, {}, 4),
         ({"type": "postgresql", "dsn": "host=db"}, {"workers": 2}, 2),
         ({"type": "sqlite"}, {"workers": 3}, 3),

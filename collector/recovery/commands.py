@@ -18,7 +18,7 @@ from collector.recovery.files import backup_files, in_use
 from collector.recovery.replay import FileReport, Replayer
 from collector.retry import RetryPolicy
 from collector.sinks import KeyLookup, PermanentSinkError, Sink, build_key_lookup, build_sink
-from collector.sinks.factory import REPLAY_WRITERS_BY_SINK, writer_workers
+from collector.sinks.factory import writer_workers
 from collector.spool_format import NotABackupFile, read_header, records, spreadsheet_safe
 
 EXIT_USAGE = 2
@@ -67,10 +67,7 @@ def replay_command(
         lookup_factory=make_lookup,
         batch_size=config.writer.batch_size,
         workers=writer_workers(
-            config.writer.workers,
-            "workers" in config.writer.model_fields_set,
-            config.sink.type,
-            REPLAY_WRITERS_BY_SINK,
+            config.writer.workers, "workers" in config.writer.model_fields_set, config.sink.type
         ),
         retry=RetryPolicy.of(config.writer.max_retries, config.writer.backoff_s),
         modes=FileModes(config.files.mode),

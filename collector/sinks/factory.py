@@ -195,24 +195,19 @@ def _oracle_password(config: OracleSinkConfig) -> str:
     return password
 
 
-WRITERS_BY_SINK: dict[str, int] = {"sqlite": 2, "postgresql": 4, "oracle": 2}
-"""Writer threads for each database when ``writer.workers`` is not set, chosen by measurement
-(docs/benchmarks.md, "Defaults"): SQLite takes one writer at a time, so a second only overlaps the
-next batch's conversion with the last one's commit and more add nothing; PostgreSQL takes
-concurrent inserts, and four writers (within the pool of five) wrote about 1.3 to 1.5 times what one
-plain COPY connection does, against 1.1 with two; Oracle could not be measured here and keeps two."""
+WRITERS_BY_SINK: dict[str, int] = {"sqlite": 1, "postgresql": 4, "oracle": 2}
+"""Writer threads for each database when ``writer.workers`` is not set, for the service and for
+``collector replay``, chosen by measurement (docs/benchmarks.md, "Defaults"). SQLite takes one
+writer at a time: a second overlaps the next batch's conversion with the last one's commit, but
+waits for SQLite's write lock and the interpreter's in turn, and one writer measured as fast alone
+(0.92 to 0.98 of plain ``executemany`` against 0.94 to 1.07), faster offered three times what SQLite
+takes (0.94 to 1.04 of the sink's own rate against 0.90 to 0.95), and faster in replay, whose file
+is read on a thread of its own (0.93 to 0.96 against 0.82 to 0.90). PostgreSQL takes concurrent
+inserts, and four writers (within the pool of five) wrote about 1.3 to 1.5 times what one plain
+COPY connection does, against 1.1 with two; Oracle could not be measured here and keeps two."""
 
 
-REPLAY_WRITERS_BY_SINK: dict[str, int] = {**WRITERS_BY_SINK, "sqlite": 1}
-"""Writer threads for ``collector replay`` when ``writer.workers`` is not set. Replay reads the file
-on a thread of its own, so a single SQLite writer already has the next batch ready when it commits;
-a second only contends with it for SQLite's one write lock (0.93 to 0.96 of plain ``executemany``
-with one, 0.82 to 0.90 with two, docs/benchmarks.md, "Replay")."""
-
-
-def writer_workers(
-    workers: int, explicitly_set: bool, sink_type: str, defaults: dict[str, int] = WRITERS_BY_SINK
-) -> int:
+def writer_workers(workers: int, explicitly_set: bool, sink_type: str) -> int:
     """The writer threads to run: ``writer.workers`` if the configuration sets it, else the
-    measured default for the sink (``defaults``: the service's, or :data:`REPLAY_WRITERS_BY_SINK`)."""
-    return workers if explicitly_set else defaults.get(sink_type, workers)
+    measured default for the sink."""
+    return workers if explicitly_set else WRITERS_BY_SINK.get(sink_type, workers)
