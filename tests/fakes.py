@@ -64,6 +64,25 @@ class MemorySink:
             return set(self.rows)
 
 
+class WrappedSink:
+    """A real sink behind a test's own ``write``: it passes the sink's name, table, ``ping`` and
+    ``close`` through, so a subclass only says what it does to writes."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+        self.system_name = inner.system_name
+        self.table = inner.table
+
+    def write(self, batch: Sequence[TagValue]) -> WriteResult:
+        return self.inner.write(batch)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class SwitchableSink:
     """Wraps a sink; while ``down`` is set every call fails like a database that went away."""
 
@@ -97,14 +116,12 @@ class SwitchableSink:
         self.inner.close()
 
 
-class LostAckSink:
+class LostAckSink(WrappedSink):
     """Commits the batch, then reports a connection error, for the first ``times`` batches: the
     acknowledgement of a successful commit is lost on the way back."""
 
     def __init__(self, inner: Sink, times: int = 1) -> None:
-        self.inner = inner
-        self.system_name = inner.system_name
-        self.table = inner.table
+        super().__init__(inner)
         self._remaining = times
         self._lock = threading.Lock()
 
@@ -115,12 +132,6 @@ class LostAckSink:
                 self._remaining -= 1
                 raise TransientSinkError("connection reset after commit", code="ECONNRESET")
         return result
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class BlockingSink:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,17 +13,10 @@ from collector.model import TagValue
 from collector.recovery.replay import Outcome, Replayer
 from collector.sinks.base import WriteResult
 from collector.sinks.sqlite import SqliteSink
+from tests.fakes import WrappedSink
 from tests.recovery_support import sample_values, write_backup
 
-
-@pytest.fixture(autouse=True)
-def default_collector() -> Iterator[None]:
-    before, enabled = gc.get_threshold(), gc.isenabled()
-    gc.set_threshold(700, 10, 10)
-    gc.enable()
-    yield
-    gc.set_threshold(*before)
-    (gc.enable if enabled else gc.disable)()
+pytestmark = pytest.mark.usefixtures("default_collector")
 
 
 def test_the_first_threshold_is_raised_inside_and_restored_after() -> None:
@@ -48,24 +41,16 @@ def test_an_application_that_collects_less_often_or_never_keeps_its_choice() -> 
         assert gc.get_threshold() == (200_000, 10, 10) and not gc.isenabled()
 
 
-class ThresholdSeen:
+class ThresholdSeen(WrappedSink):
     """A real SQLite sink that notes the first threshold each batch is written under."""
 
     def __init__(self, inner: SqliteSink) -> None:
-        self.inner = inner
-        self.system_name = inner.system_name
-        self.table = inner.table
+        super().__init__(inner)
         self.seen: set[int] = set()
 
     def write(self, batch: Sequence[TagValue]) -> WriteResult:
         self.seen.add(gc.get_threshold()[0])
         return self.inner.write(batch)
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_replay_runs_with_fewer_collections_and_gives_the_setting_back(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from collector.model import TagValue
 from collector.retry import RetryPolicy
 from collector.sinks.base import WRITE_ATTEMPT, SinkError, TransientSinkError, WriteResult
 from collector.sinks.oracle import OracleSink, ddl
+from tests.fakes import WrappedSink
 from tests.oracle_double import FakeOracle, driver_error
 from tests.writer_rig import WriterRig
 
@@ -147,13 +148,11 @@ def test_rejected_rows_are_counted_with_their_codes(
     assert tuple(attrs["collector.rows.error_codes"]) == ("ORA-12899",)  # type: ignore[arg-type]
 
 
-class _FailingFirst:
+class _FailingFirst(WrappedSink):
     """Wraps the Oracle sink so that the writer's first attempt fails before reaching it."""
 
     def __init__(self, inner: OracleSink) -> None:
-        self.inner = inner
-        self.system_name = inner.system_name
-        self.table = inner.table
+        super().__init__(inner)
         self.calls = 0
         self.done = threading.Event()
 
@@ -164,12 +163,6 @@ class _FailingFirst:
         result = self.inner.write(batch)
         self.done.set()
         return result
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_the_span_carries_the_writers_attempt_number(

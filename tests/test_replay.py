@@ -18,6 +18,7 @@ from collector.retry import RetryPolicy
 from collector.sinks.base import KeyLookup, PermanentSinkError, Sink, TransientSinkError, WriteResult
 from collector.sinks.sqlite import SqliteKeyLookup, SqliteSink, ddl
 from collector.spool_format import BACKUP_HEADER, REJECTED_HEADER, backup_rows
+from tests.fakes import WrappedSink
 from tests.recovery_support import (
     assert_table_matches,
     expected_rows,
@@ -52,15 +53,13 @@ def _replayer(
     )
 
 
-class FailingSink:
+class FailingSink(WrappedSink):
     """A real SQLite sink that fails from its ``fail_from``-th write on, transiently or not."""
 
     def __init__(
         self, inner: Sink, *, fail_from: int, permanent: bool = False, miscount: bool = False
     ) -> None:
-        self.inner = inner
-        self.system_name = inner.system_name
-        self.table = inner.table
+        super().__init__(inner)
         self.writes = 0
         self._fail_from = fail_from
         self._permanent = permanent
@@ -77,12 +76,6 @@ class FailingSink:
         if self._permanent:
             raise PermanentSinkError("no such table: TAG_DATA", code="SQLITE_ERROR")
         raise TransientSinkError("database is locked", code="SQLITE_BUSY")
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_replayed_file_is_in_the_database_and_moved_aside(tmp_path: Path) -> None:

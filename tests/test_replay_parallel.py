@@ -23,6 +23,7 @@ from collector.recovery.replay import ExitCode, Outcome, Replayer, ReplayReport
 from collector.retry import RetryPolicy
 from collector.sinks.base import PermanentSinkError, Sink, TransientSinkError, WriteResult
 from collector.sinks.sqlite import SqliteSink, ddl
+from tests.fakes import WrappedSink
 from tests.recovery_support import assert_table_matches, expected_rows, sample_values, write_backup
 
 BATCH = 50
@@ -32,16 +33,14 @@ def _replayer(db: Path, *, workers: int = 3) -> Replayer:
     return Replayer(lambda: SqliteSink(db), batch_size=BATCH, workers=workers, sleep=lambda _s: None)
 
 
-class Gated:
+class Gated(WrappedSink):
     """A real SQLite sink whose batches are told apart by their first value: the batch starting
     with ``fail_at`` fails (transiently, every time, or permanently, or with Ctrl-C), but the first
     time only after ``later`` batches that come after it in the file have been committed. It counts
     the rows of those later batches that it committed before the failure."""
 
     def __init__(self, inner: Sink, *, fail_at: TagValue, later: int, error: str = "transient") -> None:
-        self.inner = inner
-        self.system_name = inner.system_name
-        self.table = inner.table
+        super().__init__(inner)
         self._fail_at = fail_at
         self._error = error
         self._later = later
@@ -68,12 +67,6 @@ class Gated:
                 self.rows_after += result.written
             self._later_written.release()
         return result
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def _gated_replayer(db: Path, **gate: object) -> tuple[Replayer, list[Gated]]:
@@ -179,14 +172,12 @@ def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
         Replayer(lambda: SqliteSink(tmp_path / "tags.db"), workers=0)
 
 
-class ReadWatching:
+class ReadWatching(WrappedSink):
     """A real SQLite sink whose first batch waits (at most ``timeout`` seconds) until the replay
     has read the chunk after it: the proof that the file is read while the writer writes."""
 
     def __init__(self, inner: Sink, second_read: threading.Event, timeout: float = 10.0) -> None:
-        self.inner = inner
-        self.system_name = inner.system_name
-        self.table = inner.table
+        super().__init__(inner)
         self._second_read = second_read
         self._timeout = timeout
         self.first_waited: bool | None = None
@@ -197,12 +188,6 @@ class ReadWatching:
             self.first_waited = self._second_read.wait(self._timeout)
         self.threads.add(threading.current_thread().name)
         return self.inner.write(batch)
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_one_writer_writes_while_the_next_batch_is_read(

@@ -45,14 +45,6 @@ def test_the_interval_is_short_while_the_service_runs_and_restored_after(tmp_pat
     assert sys.getswitchinterval() == pytest.approx(0.005)
 
 
-@pytest.fixture
-def default_collector() -> object:
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    yield
-    gc.set_threshold(*before)
-
-
 @pytest.mark.usefixtures("default_collector")
 def test_the_collector_runs_less_often_while_the_service_runs_and_as_before_after(
     tmp_path: Path,
